@@ -1,0 +1,443 @@
+#!/usr/bin/python
+"""Make one lakehouse artifact present and verified in the controller cache."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lakehouse_artifact
+short_description: Fetch or build one artifact into the controller cache and verify its sha256
+description:
+  - Makes one entry of the C(lakehouse_artifacts) table (roles/artifacts/defaults/main.yml) present in the
+    controller cache at C({cache_dir}/{name}/{version}/{arch}/{filename}), verified against its pinned sha256.
+  - A cached file is re-hashed on every run. A file that does not match is never used; it is removed and
+    fetched or built again.
+  - Nothing is fetched or built for an architecture that has no pinned checksum, so nothing reaches a host
+    unverified.
+  - Downloads and builds land in a temporary file beside the target and are renamed into place only after
+    their checksum matched, so the cache never holds a partial or unverified file.
+  - Runs on the controller; call it with C(delegate_to=localhost), usually with C(run_once).
+author: Lakehouse bootstrap maintainers
+options:
+  name:
+    description: Artifact name, the key in the artifact table; first directory of the cache layout.
+    type: str
+    required: true
+  version:
+    description: Artifact version. For C(source.go) a Go module version (tag or pseudo-version).
+    type: str
+    required: true
+  filename:
+    description: File name of the artifact in the cache (and on the mirror). A plain name, no directories.
+    type: str
+    required: true
+  arch:
+    description: Target architecture, as Go and Debian spell it.
+    type: str
+    required: true
+    choices: [amd64, arm64]
+  sha256:
+    description:
+      - Pinned sha256 (hex) per architecture.
+      - The module fails before fetching anything when the entry has no checksum for O(arch).
+    type: dict
+    required: true
+    suboptions:
+      amd64:
+        description: sha256 of the amd64 artifact.
+        type: str
+      arm64:
+        description: sha256 of the arm64 artifact.
+        type: str
+  source:
+    description: Where the artifact comes from. Exactly one of O(source.url) and O(source.go).
+    type: dict
+    required: true
+    suboptions:
+      url:
+        description:
+          - Download URL (C(http), C(https) or C(file)).
+          - C({version}), C({arch}) and C({filename}) are substituted.
+        type: str
+      go:
+        description:
+          - Build from source with C(go install <module>[/<package>]@<version>), with C(CGO_ENABLED=0),
+            C(GOOS=linux), C(GOARCH=<arch>), C(-trimpath) and C(-buildvcs=false) and the pinned toolchain,
+            so the binary is reproducible and its sha256 can be pinned.
+          - The caller's Go environment (C(GOPROXY), C(GOSUMDB), C(GONOSUMDB), C(GOFLAGS), C(GOMODCACHE),
+            C(GOCACHE), ...) is passed through; the module adds its own flags to C(GOFLAGS).
+        type: dict
+        suboptions:
+          module:
+            description: Go module path, for example C(github.com/minio/minio).
+            type: str
+            required: true
+          toolchain:
+            description: Go toolchain to build with, set as C(GOTOOLCHAIN), for example C(go1.26.8).
+            type: str
+            required: true
+          package:
+            description:
+              - Main package when it is not the module root, relative to the module (C(cmd/tool)) or as a
+                full import path.
+            type: str
+          ldflags:
+            description:
+              - Passed as C(-ldflags). C({version}), C({arch}) and C({filename}) are substituted.
+            type: str
+  mirror:
+    description:
+      - Base URL of an offline mirror. When set it replaces every source with
+        C({mirror}/{name}/{version}/{arch}/{filename}); the same checksums apply.
+    type: str
+    default: ""
+  cache_dir:
+    description: Root of the controller artifact cache.
+    type: path
+    required: true
+  go_binary:
+    description: Go command used for builds; looked up in C(PATH), then in C(/usr/local/go/bin).
+    type: str
+    default: go
+notes:
+  - Supports check mode (reports whether it would fetch or build, changes nothing) and diff mode
+    (before and after C(path) and C(sha256), C(absent) when there is no file).
+  - Cross-compiles (O(arch) other than the controller's) cannot use C(GOBIN); the module therefore builds
+    with a throw-away C(GOPATH) and picks the binary from its C(bin) directory (C(bin/linux_<arch>) for a
+    cross-compile), while the module and build caches stay shared.
+"""
+
+EXAMPLES = r"""
+- name: Cache a downloaded artifact
+  lakehouse_artifact:
+    name: trino-cli
+    version: "476"
+    filename: trino
+    arch: amd64
+    source:
+      url: https://repo.example.org/trino-cli/{version}/trino-cli-{version}-executable.jar
+    sha256:
+      amd64: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    cache_dir: "{{ lakehouse_artifact_cache }}"
+
+- name: Build every artifact of the table for the hosts' architecture
+  lakehouse_artifact:
+    name: "{{ item.key }}"
+    version: "{{ item.value.version }}"
+    filename: "{{ item.value.filename }}"
+    arch: amd64
+    source: "{{ item.value.source }}"
+    sha256: "{{ item.value.sha256 }}"
+    mirror: "{{ lakehouse_artifact_mirror }}"
+    cache_dir: "{{ lakehouse_artifact_cache }}"
+  loop: "{{ lakehouse_artifacts | dict2items }}"
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+path:
+  description: Path of the verified artifact in the controller cache (the would-be path in check mode).
+  returned: success
+  type: str
+  sample: /root/.cache/lakehouse/artifacts/minio/v0.0.0-20260212201848-7aac2a2c5b7c/amd64/minio
+sha256:
+  description: sha256 of the artifact; equal to the pinned checksum for O(arch).
+  returned: success
+  type: str
+  sample: 1ce61ef8ebff2ff722c34ba8c213a64022c23facd5bd9e709a8414a22df924b4
+source:
+  description: Where the file came from on this run (in check mode, where it would come from).
+  returned: success
+  type: str
+  choices: [cache, url, mirror, go]
+  sample: cache
+expected_sha256:
+  description: The pinned checksum, when a download or build did not match it.
+  returned: failure on a checksum mismatch
+  type: str
+actual_sha256:
+  description: The checksum of what was downloaded or built, when it did not match the pinned one.
+  returned: failure on a checksum mismatch
+  type: str
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import fetch_url
+
+ARCHES = ("amd64", "arm64")
+GO_DIRS = ["/usr/local/go/bin"]
+GO_FLAGS = ("-trimpath", "-buildvcs=false")
+# Artifacts are mostly programs; one mode whatever the source keeps cache entries identical.
+MODE = 0o755
+CHUNK = 1 << 20
+TIMEOUT = 60
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_path(cache_dir: str, name: str, version: str, arch: str, filename: str) -> str:
+    """The cache layout tests/conftest.py's `artifact` fixture relies on."""
+    return os.path.join(cache_dir, name, version, arch, filename)
+
+
+def substitute(template: str, **values: str) -> str:
+    # Plain replace, not str.format: URLs and ldflags may contain other braces.
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def mirror_url(mirror: str, name: str, version: str, arch: str, filename: str) -> str:
+    return f"{mirror.rstrip('/')}/{name}/{version}/{arch}/{filename}"
+
+
+def go_target(module_path: str, package: str | None) -> str:
+    """Import path to install: the module root, or `package` relative to it (a full import path also works)."""
+    if not package:
+        return module_path
+    package = package.strip("/")
+    if package == module_path or package.startswith(module_path + "/"):
+        return package
+    return f"{module_path}/{package}"
+
+
+def merge_goflags(caller: str, ours=GO_FLAGS) -> str:
+    """The caller's GOFLAGS (e.g. -modcacherw, -mod=mod) followed by ours, without repeats."""
+    flags = caller.split()
+    return " ".join(flags + [flag for flag in ours if flag not in flags])
+
+
+def tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def built_binary(bindir: str) -> str | None:
+    """The one file `go install` left under GOPATH/bin (bin/<exe>, or bin/linux_<arch>/<exe> when cross)."""
+    found = [os.path.join(top, f) for top, _, files in os.walk(bindir) for f in files]
+    return found[0] if len(found) == 1 else None
+
+
+class Artifact:
+    def __init__(self, module: AnsibleModule):
+        self.module = module
+        p = module.params
+        self.name, self.version, self.arch, self.filename = p["name"], p["version"], p["arch"], p["filename"]
+        self.label = f"{self.name} {self.version} ({self.arch})"
+        # What {placeholders} in source.url and source.go.ldflags stand for.
+        self.values = {"version": self.version, "arch": self.arch, "filename": self.filename}
+        self.path = cache_path(p["cache_dir"], self.name, self.version, self.arch, self.filename)
+        self.expected = None
+
+    def fail(self, msg: str, **kwargs):
+        self.module.fail_json(msg=f"artifact {self.label}: {msg}", path=self.path, **kwargs)
+
+    def pinned_sha256(self) -> str:
+        value = (self.module.params["sha256"] or {}).get(self.arch)
+        if not value:
+            self.fail(
+                f"no sha256 pinned for arch {self.arch}; nothing reaches a host unverified, so it is not "
+                f"fetched or built. Pin sha256.{self.arch} in the artifact table first."
+            )
+        value = value.strip().lower()
+        if not SHA256_RE.match(value):
+            self.fail(f"sha256.{self.arch} is not a 64-digit hex sha256: {value!r}")
+        return value
+
+    def mismatch(self, actual: str, what: str, hint: str):
+        self.fail(
+            f"{what} has sha256 {actual} but {self.expected} is pinned; {hint}. Nothing was cached.",
+            expected_sha256=self.expected,
+            actual_sha256=actual,
+        )
+
+    def install(self, src: str):
+        """Move a verified file into place; the rename is atomic because src is in the same directory."""
+        os.chmod(src, MODE)
+        os.replace(src, self.path)
+
+    def download(self, url: str):
+        # decompress=False: the pinned checksum is of the bytes as published, even if a server
+        # labels a .tar.gz with Content-Encoding: gzip.
+        response, info = fetch_url(self.module, url, timeout=TIMEOUT, decompress=False)
+        status = info.get("status")
+        # file:// responses carry no status; HTTP errors come back as the error object.
+        if response is None or (status is not None and not 200 <= status < 300):
+            self.fail(f"cannot download {url}: {info.get('msg')}", url=url, status=status)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=f".{self.filename}.", suffix=".part")
+        try:
+            digest = hashlib.sha256()
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := response.read(CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except OSError as e:
+                self.fail(f"download from {url} was interrupted: {e}", url=url)
+            actual = digest.hexdigest()
+            if actual != self.expected:
+                self.mismatch(
+                    actual, f"the download from {url}", "the server sent something other than what was pinned"
+                )
+            self.install(tmp)
+        finally:
+            response.close()
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def go_command(self) -> str:
+        go = self.module.params["go_binary"]
+        found = self.module.get_bin_path(go) or self.module.get_bin_path(go, opt_dirs=GO_DIRS)
+        if not found:
+            self.fail(
+                f"the Go toolchain is needed to build it, but {go!r} is not in PATH nor in "
+                f"{', '.join(GO_DIRS)}; install Go (scripts/setup.sh does) or set go_binary"
+            )
+        return found
+
+    def build(self, go: dict):
+        go_cmd = self.go_command()
+        target = go_target(go["module"], go.get("package"))
+        cmd = [go_cmd, "install"]
+        if go.get("ldflags"):
+            cmd.append("-ldflags=" + substitute(go["ldflags"], **self.values))
+        cmd.append(f"{target}@{self.version}")
+        shown = "go " + " ".join(cmd[1:])
+
+        # go install refuses GOBIN for cross-compiles (and linux/<arch> is one on any other controller),
+        # so GOBIN is cleared and the binary is taken from a private GOPATH's bin directory instead.
+        # That GOPATH lives beside the cache file so the final rename stays on one filesystem.
+        gopath = tempfile.mkdtemp(dir=os.path.dirname(self.path), prefix=f".{self.filename}.build-")
+        try:
+            # The private GOPATH would move the module cache too; keep the caller's.
+            rc, out, err = self.module.run_command(
+                [go_cmd, "env", "GOMODCACHE"], cwd=gopath, environ_update={"GOTOOLCHAIN": "local"}
+            )
+            if rc != 0 or not out.strip():
+                self.fail(f"{go_cmd} does not work: {tail(err or out)}")
+            env = {
+                "GOTOOLCHAIN": go["toolchain"],
+                "CGO_ENABLED": "0",
+                "GOOS": "linux",
+                "GOARCH": self.arch,
+                "GOFLAGS": merge_goflags(os.environ.get("GOFLAGS", "")),
+                "GOPATH": gopath,
+                "GOMODCACHE": out.strip(),
+                "GOBIN": "",
+            }
+            rc, out, err = self.module.run_command(cmd, cwd=gopath, environ_update=env)
+            if rc != 0:
+                self.fail(
+                    f"`{shown}` failed for linux/{self.arch} (rc={rc}, GOTOOLCHAIN={go['toolchain']}):\n"
+                    f"{tail(err or out)}",
+                    rc=rc,
+                    stderr=err,
+                )
+            binary = built_binary(os.path.join(gopath, "bin"))
+            if binary is None:
+                self.fail(f"`{shown}` succeeded but left no single binary in {gopath}/bin")
+            actual = sha256_file(binary)
+            if actual != self.expected:
+                self.mismatch(
+                    actual,
+                    f"the build of {target}@{self.version}",
+                    f"builds with a pinned toolchain are reproducible, so does the toolchain differ from "
+                    f"{go['toolchain']} (GOTOOLCHAIN), or do the ldflags or the pin itself?",
+                )
+            self.install(binary)
+        finally:
+            shutil.rmtree(gopath, ignore_errors=True)
+
+    def run(self):
+        module, p = self.module, self.module.params
+        for field in ("name", "version", "filename"):
+            if p[field] in (".", "..") or "/" in p[field]:
+                self.fail(f"{field} must be a plain name, not {p[field]!r}: it is a directory of the cache layout")
+        self.expected = self.pinned_sha256()
+
+        before = sha256_file(self.path) if os.path.isfile(self.path) else None
+        result = {"changed": False, "path": self.path, "sha256": self.expected, "source": "cache"}
+        if module._diff:
+            result["diff"] = {
+                "before": {"path": self.path, "sha256": before or "absent"},
+                "after": {"path": self.path, "sha256": self.expected},
+            }
+        if before == self.expected:
+            module.exit_json(**result)
+
+        source = p["source"]
+        if p["mirror"]:
+            result["source"], url = "mirror", mirror_url(p["mirror"], self.name, self.version, self.arch, self.filename)
+        elif source.get("url"):
+            result["source"], url = "url", substitute(source["url"], **self.values)
+        else:
+            result["source"], url = "go", None
+        result["changed"] = True
+        if module.check_mode:
+            module.exit_json(**result)
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if before is not None:
+            # Failed verification: remove it now so nothing downstream can pick it up if the refill fails.
+            os.unlink(self.path)
+        if url is None:
+            self.build(source["go"])
+        else:
+            self.download(url)
+        module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "version": {"type": "str", "required": True},
+            "filename": {"type": "str", "required": True},
+            "arch": {"type": "str", "required": True, "choices": list(ARCHES)},
+            "sha256": {
+                "type": "dict",
+                "required": True,
+                "options": {arch: {"type": "str"} for arch in ARCHES},
+            },
+            "source": {
+                "type": "dict",
+                "required": True,
+                "options": {
+                    "url": {"type": "str"},
+                    "go": {
+                        "type": "dict",
+                        "options": {
+                            "module": {"type": "str", "required": True},
+                            "toolchain": {"type": "str", "required": True},
+                            "package": {"type": "str"},
+                            "ldflags": {"type": "str"},
+                        },
+                    },
+                },
+                "mutually_exclusive": [("url", "go")],
+                "required_one_of": [("url", "go")],
+            },
+            "mirror": {"type": "str", "default": ""},
+            "cache_dir": {"type": "path", "required": True},
+            "go_binary": {"type": "str", "default": "go"},
+        },
+        supports_check_mode=True,
+    )
+    Artifact(module).run()
+
+
+if __name__ == "__main__":
+    main()

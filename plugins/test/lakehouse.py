@@ -1,0 +1,28 @@
+"""Jinja tests shared by the lakehouse roles."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+
+def is_ip_literal(value) -> bool:
+    """True when value (a host name, host:port or URL) names its host by an IP address."""
+    text = str(value).strip()
+    host = urlsplit(text).hostname if "://" in text else text
+    if not host:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif host.count(":") == 1:  # host:port
+        host = host.split(":", 1)[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class TestModule:
+    def tests(self):
+        return {"lakehouse_ip": is_ip_literal}

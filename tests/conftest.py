@@ -1,0 +1,87 @@
+"""Shared pytest fixtures for every test tier."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache" / "lakehouse"))
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# Our module_utils are shipped by Ansible as ansible.module_utils.<name>; mirror that in-process.
+for _util in sorted((REPO / "module_utils").glob("*.py")):
+    _load(_util, f"ansible.module_utils.{_util.stem}")
+
+
+class ModuleExit(Exception):
+    """Raised in place of AnsibleModule.exit_json/fail_json; carries the result."""
+
+    def __init__(self, result: dict, failed: bool):
+        super().__init__(result.get("msg", ""))
+        self.result = result
+        self.failed = failed
+
+
+@pytest.fixture
+def run_module():
+    """Run a module from library/ in-process: run_module(name, args, check_mode=False) -> result dict.
+
+    A failed module raises ModuleExit with .failed set; the result dict is on the exception.
+    """
+
+    def _exit(self, **kwargs):
+        raise ModuleExit(kwargs, failed=False)
+
+    def _fail(self, msg, **kwargs):
+        raise ModuleExit({"msg": msg, "failed": True, **kwargs}, failed=True)
+
+    def run(name: str, args: dict, check_mode: bool = False, diff: bool = True) -> dict:
+        module = _load(REPO / "library" / f"{name}.py", f"lakehouse_library_{name}")
+        args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+        with patch_module_args(args), mock.patch.multiple(basic.AnsibleModule, exit_json=_exit, fail_json=_fail):
+            try:
+                module.main()
+            except ModuleExit as done:
+                if done.failed:
+                    raise
+                return done.result
+        raise AssertionError(f"{name} returned without exit_json/fail_json")
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def artifact():
+    """artifact(name) -> Path of a verified artifact in the controller cache.
+
+    The cache is filled by `playbooks/artifacts.yml` (run by `make test` before pytest); the
+    path layout is the one library/lakehouse_artifact.py writes.
+    """
+    import yaml
+
+    table = yaml.safe_load((REPO / "roles/artifacts/defaults/main.yml").read_text())["lakehouse_artifacts"]
+
+    def path(name: str, arch: str = "amd64") -> Path:
+        entry = table[name]
+        found = CACHE / "artifacts" / name / entry["version"] / arch / entry["filename"]
+        if not found.is_file():
+            pytest.fail(f"artifact {name} is not in the cache ({found}); run: make artifacts")
+        return found
+
+    return path
