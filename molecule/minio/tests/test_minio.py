@@ -1,0 +1,147 @@
+"""MinIO on a systemd test host, checked from the host itself and from the controller.
+
+Controller-side checks use only the published object storage contract and the secret store,
+as any consumer would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import urllib3
+from minio import Minio
+
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+SECRETS = EPHEMERAL / "secrets"
+HOST = "minio-1.molecule.lakehouse.test"
+
+
+@pytest.fixture(scope="module")
+def contract():
+    return json.loads((EPHEMERAL / "state" / "contracts" / HOST / "object_storage.json").read_text())
+
+
+def secret(ref: str) -> str:
+    store, _, path = ref.partition(":")
+    assert store == "lakehouse_secret"
+    return (SECRETS / path).read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def tls(contract):
+    return ssl.create_default_context(cafile=contract["tls"]["ca_ref"])
+
+
+def status(url: str, context: ssl.SSLContext, headers: dict | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def client(contract, access_key: str, secret_key: str) -> Minio:
+    pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=contract["tls"]["ca_ref"], retries=1)
+    return Minio(
+        f"{contract['host']}:{contract['port']}",
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=True,
+        region=contract["region"],
+        http_client=pool,
+    )
+
+
+def test_unit_is_active_and_enabled(host):
+    unit = host.service("lakehouse-minio")
+    assert unit.is_running
+    assert unit.is_enabled
+
+
+def test_unit_passes_systemd_verification_and_is_hardened(host):
+    verify = host.run("systemd-analyze verify /etc/systemd/system/lakehouse-minio.service")
+    assert verify.rc == 0, verify.stderr
+    score = host.check_output("systemd-analyze security lakehouse-minio.service --no-pager | tail -n 1")
+    exposure = float(score.split("level for lakehouse-minio.service:")[1].split()[0])
+    assert exposure <= 2.0, score
+
+
+def test_runs_as_its_own_user_with_private_secrets(host):
+    assert host.process.get(comm="minio").user == "minio"
+    for path in ("/etc/minio/minio.env", "/etc/minio/certs/private.key"):
+        secret_file = host.file(path)
+        assert secret_file.user == "minio"
+        assert secret_file.mode == 0o600, path
+
+
+def test_tls_port_listening_and_plain_http_refused(host, contract):
+    assert host.socket(f"tcp://{contract['port']}").is_listening
+    plain = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://{HOST}:{contract['port']}/minio/health/live")
+    assert plain.stdout.strip() in ("000", "400"), "plain HTTP must not be served"
+
+
+def test_health_endpoints_answer_without_credentials(contract, tls):
+    assert status(contract["health"]["liveness_url"], tls) == 200
+    assert status(contract["health"]["readiness_url"], tls) == 200
+
+
+def test_certificate_is_issued_for_the_dns_name(contract, tls):
+    wrong_name = contract["url"].replace(HOST, "localhost")
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(wrong_name + "/minio/health/live", context=tls, timeout=10)
+
+
+def test_anonymous_request_is_refused(contract, tls):
+    assert status(f"{contract['url']}/warehouse/", tls) == 403
+    assert status(f"{contract['url']}/", tls) == 403
+
+
+def test_default_credentials_are_refused(contract):
+    with pytest.raises(Exception, match="InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied"):
+        client(contract, "minioadmin", "minioadmin").list_buckets()
+
+
+def test_authenticated_round_trip_with_generated_credentials(contract):
+    s3 = client(contract, secret(contract["credentials_ref"]["access_key"]), secret(contract["credentials_ref"]["secret_key"]))
+    key = f"molecule/{uuid.uuid4()}.txt"
+    payload = b"lakehouse round trip\n"
+    s3.put_object("warehouse", key, io.BytesIO(payload), len(payload))
+    try:
+        assert s3.get_object("warehouse", key).read() == payload
+    finally:
+        s3.remove_object("warehouse", key)
+
+
+def test_declared_buckets_policies_and_users(contract):
+    s3 = client(contract, secret(contract["credentials_ref"]["access_key"]), secret(contract["credentials_ref"]["secret_key"]))
+    assert s3.bucket_exists("warehouse")
+    assert s3.bucket_exists("scratch")
+    assert s3.get_bucket_versioning("warehouse").status == "Enabled"
+    assert sorted(contract["buckets"]) == ["scratch", "warehouse"]
+    reader = client(contract, "reader", (SECRETS / "minio" / "users" / "reader").read_text().strip())
+    assert [o.object_name for o in reader.list_objects("warehouse")] is not None
+    with pytest.raises(Exception, match="AccessDenied"):
+        reader.put_object("warehouse", "denied.txt", io.BytesIO(b"x"), 1)
+
+
+def test_metrics_need_a_bearer_token(host, contract, tls):
+    assert contract["metrics"]["auth"] == "bearer"
+    assert status(contract["metrics"]["url"], tls) == 403
+    user = secret(contract["credentials_ref"]["access_key"])
+    password = secret(contract["credentials_ref"]["secret_key"])
+    # mc on the host is the documented way to mint a scrape token (ephemeral test credentials).
+    generated = host.run(
+        f"MC_HOST_lakehouse=https://{user}:{password}@{HOST}:{contract['port']} mc --json admin prometheus generate lakehouse"
+    )
+    assert generated.rc == 0, "mc admin prometheus generate failed"
+    token = json.loads(generated.stdout)["bearerToken"]
+    assert status(contract["metrics"]["url"], tls, {"Authorization": f"Bearer {token}"}) == 200
