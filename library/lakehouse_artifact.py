@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: lakehouse_artifact
 short_description: Fetch or build one artifact into the controller cache and verify its sha256
 description:
-  - Makes one entry of the C(lakehouse_artifacts) table (roles/artifacts/defaults/main.yml) present in the
+  - Makes one entry of the C(lakehouse_artifacts) table (roles/lakehouse/defaults/main/artifacts.yml) present in the
     controller cache at C({cache_dir}/{name}/{version}/{arch}/{filename}), verified against its pinned sha256.
   - A cached file is re-hashed on every run. A file that does not match is never used; it is removed and
     fetched or built again.

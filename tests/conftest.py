@@ -75,7 +75,7 @@ def artifact():
     """
     import yaml
 
-    table = yaml.safe_load((REPO / "roles/artifacts/defaults/main.yml").read_text())["lakehouse_artifacts"]
+    table = yaml.safe_load((REPO / "roles/lakehouse/defaults/main/artifacts.yml").read_text())["lakehouse_artifacts"]
 
     def path(name: str, arch: str = "amd64") -> Path:
         entry = table[name]

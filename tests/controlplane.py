@@ -184,14 +184,15 @@ class ControlPlane:
         self.stop()
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM everything (newest first), SIGKILL what is still alive after `grace` seconds."""
+        """Stop newest first, one at a time: SIGTERM, then SIGKILL after `grace` seconds.
+
+        One at a time because the API server shuts down in about a second while its store is up,
+        but hangs until killed when kine goes away at the same moment.
+        """
         for _, proc in reversed(self._procs):
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + grace
-        for _, proc in self._procs:
+            proc.terminate()  # a no-op on a process already reaped
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
@@ -213,43 +214,69 @@ class ControlPlane:
         self.kubeconfig = self._kubeconfig("admin", self.admin_cert)
         kcm_cfg = self._kubeconfig("kcm", pki.issue("kcm", "system:kube-controller-manager"))
         sched_cfg = self._kubeconfig("scheduler", pki.issue("scheduler", "system:kube-scheduler"))
+        # Serving certs from our CA, so their /healthz can be checked with verification on.
+        kcm_tls = pki.issue("kcm-serving", "kube-controller-manager", server=True)
+        sched_tls = pki.issue("scheduler-serving", "kube-scheduler", server=True)
         kwok_cfg = self._kubeconfig("kwok", pki.issue("kwok", "kwok-controller", ("system:masters",)))
 
-        self._spawn("kine", [
-            f"--listen-address=127.0.0.1:{ports['kine']}",
-            f"--endpoint=sqlite://{d}/state.db?_journal_mode=WAL&_busy_timeout=30000&_txlock=immediate&cache=shared",
-            "--metrics-bind-address=0",  # its default is :8080 on every interface
-        ])
+        self._spawn(
+            "kine",
+            [
+                f"--listen-address=127.0.0.1:{ports['kine']}",
+                f"--endpoint=sqlite://{d}/state.db?_journal_mode=WAL&_busy_timeout=30000&_txlock=immediate&cache=shared",
+                "--metrics-bind-address=0",  # its default is :8080 on every interface
+            ],
+        )
         self._wait("kine", lambda: self._tcp_open(ports["kine"]), deadline)
-        self._spawn("kube-apiserver", [
-            "--bind-address=127.0.0.1", f"--secure-port={self.port}", "--advertise-address=127.0.0.1",
-            # Endpoints may not hold a loopback address, so do not publish one for the kubernetes Service.
-            "--endpoint-reconciler-type=none",
-            f"--etcd-servers=http://127.0.0.1:{ports['kine']}",
-            f"--tls-cert-file={serving[0]}", f"--tls-private-key-file={serving[1]}",
-            f"--client-ca-file={pki.ca_crt}", "--anonymous-auth=false",
-            "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--profiling=false",
-        ])
-        # The others retry until the API server answers, so they start now and warm up meanwhile.
-        self._spawn("kube-controller-manager", [
-            *self._component_flags(kcm_cfg, ports["kcm"]),
-            # Each controller gets its own ServiceAccount and RBAC role, as on a real cluster.
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={sa_key}", f"--root-ca-file={pki.ca_crt}",
-            f"--cluster-signing-cert-file={pki.ca_crt}", f"--cluster-signing-key-file={pki.ca_key_file}",
-        ])
-        self._spawn("kube-scheduler", self._component_flags(sched_cfg, ports["scheduler"]))
-        self._spawn("kwok", [
-            f"--kubeconfig={kwok_cfg}", f"--config={self.kwok_stages}",
-            "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={'='.join(KWOK_ANNOTATION)}",
-            "--node-lease-duration-seconds=40", "--cidr=10.244.0.0/16", "--node-ip=10.0.0.1",
-        ])
-
+        self._spawn(
+            "kube-apiserver",
+            [
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                "--advertise-address=127.0.0.1",
+                # Endpoints may not hold a loopback address, so do not publish one for the kubernetes Service.
+                "--endpoint-reconciler-type=none",
+                f"--etcd-servers=http://127.0.0.1:{ports['kine']}",
+                f"--tls-cert-file={serving[0]}",
+                f"--tls-private-key-file={serving[1]}",
+                f"--client-ca-file={pki.ca_crt}",
+                "--anonymous-auth=false",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa_pub}",
+                f"--service-account-signing-key-file={sa_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--profiling=false",
+            ],
+        )
+        # Only once ready: before RBAC's bootstrap roles exist the controller-manager is refused and exits.
         self._wait("kube-apiserver /readyz", lambda: self.request("GET", "/readyz")[0] == 200, deadline)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                *self._component_flags(kcm_cfg, ports["kcm"], kcm_tls),
+                # Each controller gets its own ServiceAccount and RBAC role, as on a real cluster.
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={sa_key}",
+                f"--root-ca-file={pki.ca_crt}",
+                f"--cluster-signing-cert-file={pki.ca_crt}",
+                f"--cluster-signing-key-file={pki.ca_key_file}",
+            ],
+        )
+        self._spawn("kube-scheduler", self._component_flags(sched_cfg, ports["scheduler"], sched_tls))
+        self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={kwok_cfg}",
+                f"--config={self.kwok_stages}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={'='.join(KWOK_ANNOTATION)}",
+                "--node-lease-duration-seconds=40",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=10.0.0.1",
+            ],
+        )
+
         for name in self.nodes:
             status, body = self.request("POST", "/api/v1/nodes", self._node(name))
             if status not in (201, 409):
@@ -266,26 +293,38 @@ class ControlPlane:
     def _spawn(self, name: str, args: list[str]) -> None:
         with open(self.dir / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
-                [str(self.bin_dir / name), *args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                # Only the kernel can clean up after a SIGKILLed test run; no threads exist at this point.
-                cwd=self.dir, preexec_fn=_die_with_parent,  # noqa: PLW1509
+                [str(self.bin_dir / name), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                # Only the kernel can clean up after a SIGKILLed test run.
+                preexec_fn=_die_with_parent,
             )
         self._procs.append((name, proc))
 
-    def _component_flags(self, kubeconfig: Path, port: int) -> list[str]:
+    def _component_flags(self, kubeconfig: Path, port: int, tls: tuple[Path, Path]) -> list[str]:
         """Flags shared by controller-manager and scheduler: own kubeconfig, HTTPS on loopback."""
         return [
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+            f"--tls-cert-file={tls[0]}",
+            f"--tls-private-key-file={tls[1]}",
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={port}", "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--leader-elect=false",
         ]
 
     def _kubeconfig(self, stem: str, cert: tuple[Path, Path]) -> Path:
         path = self.dir / f"{stem}.kubeconfig"
         config = {  # JSON is YAML, and every client here reads it
-            "apiVersion": "v1", "kind": "Config", "current-context": "lakehouse-test",
-            "clusters": [{"name": "lakehouse-test", "cluster": {
-                "server": self.server, "certificate-authority": str(self.ca)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "lakehouse-test",
+            "clusters": [
+                {"name": "lakehouse-test", "cluster": {"server": self.server, "certificate-authority": str(self.ca)}}
+            ],
             "users": [{"name": stem, "user": {"client-certificate": str(cert[0]), "client-key": str(cert[1])}}],
             "contexts": [{"name": "lakehouse-test", "context": {"cluster": "lakehouse-test", "user": stem}}],
         }
@@ -297,12 +336,17 @@ class ControlPlane:
     def _node(name: str) -> dict:
         """A Node as the kwok docs describe it: kwok fills in status, leases and readiness."""
         return {
-            "apiVersion": "v1", "kind": "Node",
+            "apiVersion": "v1",
+            "kind": "Node",
             "metadata": {
                 "name": name,
                 "annotations": {KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": "amd64", "type": "kwok"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
             },
             "status": {
                 "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
@@ -328,10 +372,9 @@ class ControlPlane:
             sock.settimeout(1)
             return sock.connect_ex(("127.0.0.1", port)) == 0
 
-    @staticmethod
-    def _healthz(port: int) -> bool:
-        # Self-signed serving certs generated in memory; /healthz is open to unauthenticated callers.
-        ctx = ssl._create_unverified_context()
+    def _healthz(self, port: int) -> bool:
+        # /healthz is open to unauthenticated callers on both components.
+        ctx = ssl.create_default_context(cafile=str(self.ca))
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
         try:
             conn.request("GET", "/healthz")

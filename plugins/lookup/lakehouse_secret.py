@@ -69,6 +69,8 @@ def read_or_create(store: str, term: str, length: int) -> str:
         # O_EXCL: parallel forks race to create; exactly one wins and the others read its value.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        fd = None
+    if fd is None:
         with open(path, encoding="utf-8") as handle:
             value = handle.read().strip()
         if not value:

@@ -3,8 +3,9 @@
 # module proxy: no GitHub release downloads or container images are reachable here.
 #   kube-apiserver, kube-controller-manager, kube-scheduler  <- wrapper/ (k8s.io/kubernetes)
 #   kine (etcd API on SQLite), kwok (fake nodes), helm       <- go install <module>@<pin>
-# Output: ${LAKEHOUSE_CACHE:-~/.cache/lakehouse}/controlplane/<version-key>/bin/. The key holds
-# every pin, so changing one builds into a fresh directory; binaries already there are skipped.
+# Output: ${LAKEHOUSE_CACHE:-~/.cache/lakehouse}/controlplane/<version-key>/bin/ plus
+# kwok-stages.yaml beside it. The key holds every pin, so changing one builds into a fresh
+# directory; whatever is already there is skipped.
 # Usage: build.sh            build what is missing
 #        build.sh --print-env print the pins and BIN_DIR as KEY=VALUE lines, build nothing
 set -euo pipefail
@@ -18,11 +19,12 @@ K8S_VERSION="$(awk '{for (i = 1; i < NF; i++) if ($i == "k8s.io/kubernetes" && $
 [ -n "$K8S_VERSION" ] || { echo "build.sh: no k8s.io/kubernetes require in wrapper/go.mod" >&2; exit 1; }
 
 key="k8s-${K8S_VERSION}_kine-${KINE_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
-bin="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}/controlplane/$key/bin"
+root="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}/controlplane/$key"
+bin="$root/bin"
 
 if [ "${1:-}" = "--print-env" ]; then
   printf '%s\n' "K8S_VERSION=$K8S_VERSION" "KINE_VERSION=$KINE_VERSION" "KWOK_VERSION=$KWOK_VERSION" \
-    "HELM_VERSION=$HELM_VERSION" "BIN_DIR=$bin"
+    "HELM_VERSION=$HELM_VERSION" "BIN_DIR=$bin" "KWOK_STAGES=$root/kwok-stages.yaml"
   exit 0
 fi
 
@@ -68,6 +70,17 @@ CGO_ENABLED=1 build kine go_install "github.com/k3s-io/kine@$KINE_VERSION" \
   "-X github.com/k3s-io/kine/pkg/version.Version=$KINE_VERSION"
 CGO_ENABLED=0 build kwok go_install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
   "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
+# The kwok binary has no built-in stages (only kwokctl embeds them): ship the "fast" node and pod
+# stages of the pinned kwok release, taken from its module source.
+if [ ! -s "$root/kwok-stages.yaml" ]; then
+  kwok_src="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"; cat "$kwok_src/kustomize/stage/$f"
+  done > "$root/kwok-stages.yaml.tmp"
+  mv "$root/kwok-stages.yaml.tmp" "$root/kwok-stages.yaml"
+  log "kwok stages written to $root/kwok-stages.yaml"
+fi
 for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
   build "$cmd" k8s_build "$cmd"
 done

@@ -26,7 +26,9 @@ def cp():
 
 @pytest.fixture(scope="module")
 def api(cp):
-    return config.new_client_from_config(config_file=str(cp.kubeconfig))
+    api_client = config.new_client_from_config(config_file=str(cp.kubeconfig))
+    yield api_client
+    api_client.close()
 
 
 def wait_for(what: str, check, timeout: float = 90, interval: float = 0.5):

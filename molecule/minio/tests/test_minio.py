@@ -61,6 +61,11 @@ def client(contract, access_key: str, secret_key: str) -> Minio:
     )
 
 
+def root_client(contract) -> Minio:
+    refs = contract["credentials_ref"]
+    return client(contract, secret(refs["access_key"]), secret(refs["secret_key"]))
+
+
 def test_unit_is_active_and_enabled(host):
     unit = host.service("lakehouse-minio")
     assert unit.is_running
@@ -111,7 +116,7 @@ def test_default_credentials_are_refused(contract):
 
 
 def test_authenticated_round_trip_with_generated_credentials(contract):
-    s3 = client(contract, secret(contract["credentials_ref"]["access_key"]), secret(contract["credentials_ref"]["secret_key"]))
+    s3 = root_client(contract)
     key = f"molecule/{uuid.uuid4()}.txt"
     payload = b"lakehouse round trip\n"
     s3.put_object("warehouse", key, io.BytesIO(payload), len(payload))
@@ -122,15 +127,22 @@ def test_authenticated_round_trip_with_generated_credentials(contract):
 
 
 def test_declared_buckets_policies_and_users(contract):
-    s3 = client(contract, secret(contract["credentials_ref"]["access_key"]), secret(contract["credentials_ref"]["secret_key"]))
+    s3 = root_client(contract)
     assert s3.bucket_exists("warehouse")
     assert s3.bucket_exists("scratch")
     assert s3.get_bucket_versioning("warehouse").status == "Enabled"
     assert sorted(contract["buckets"]) == ["scratch", "warehouse"]
+    payload = b"readable by reader\n"
+    s3.put_object("warehouse", "shared/reader.txt", io.BytesIO(payload), len(payload))
     reader = client(contract, "reader", (SECRETS / "minio" / "users" / "reader").read_text().strip())
-    assert [o.object_name for o in reader.list_objects("warehouse")] is not None
-    with pytest.raises(Exception, match="AccessDenied"):
-        reader.put_object("warehouse", "denied.txt", io.BytesIO(b"x"), 1)
+    try:
+        assert reader.get_object("warehouse", "shared/reader.txt").read() == payload
+        with pytest.raises(Exception, match="AccessDenied"):
+            reader.put_object("warehouse", "denied.txt", io.BytesIO(b"x"), 1)
+        with pytest.raises(Exception, match="AccessDenied"):
+            reader.list_objects("scratch").__next__()
+    finally:
+        s3.remove_object("warehouse", "shared/reader.txt")
 
 
 def test_metrics_need_a_bearer_token(host, contract, tls):
@@ -145,3 +157,8 @@ def test_metrics_need_a_bearer_token(host, contract, tls):
     assert generated.rc == 0, "mc admin prometheus generate failed"
     token = json.loads(generated.stdout)["bearerToken"]
     assert status(contract["metrics"]["url"], tls, {"Authorization": f"Bearer {token}"}) == 200
+
+
+def test_rendered_config_names_hosts_not_addresses(host):
+    rendered = host.run(r"grep -rhoE '([0-9]{1,3}\.){3}[0-9]{1,3}' /etc/minio/minio.env /etc/systemd/system/lakehouse-minio.service")
+    assert rendered.stdout.strip() == "", f"IP literal in rendered config: {rendered.stdout}"

@@ -1,0 +1,117 @@
+"""Role entry checks against the controller itself: bad input fails before any change.
+
+Each case applies a role to a throw-away host that is the controller (connection local), with
+one bad variable, and expects a clear message and a recap of zero changed tasks. The secret
+store and state directory point into a temporary directory, so nothing outside it is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def apply_role(tmp_path):
+    def apply(role: str, extra_vars: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, str]:
+        playbook = tmp_path / "play.yml"
+        playbook.write_text(
+            textwrap.dedent(f"""\
+            - hosts: all
+              gather_facts: false
+              roles:
+                - role: {role}
+            """)
+        )
+        (tmp_path / "vars.yml").write_text(textwrap.dedent(extra_vars) or "{}\n")
+        result = subprocess.run(
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                "preflight.lakehouse.test,",
+                "-c",
+                "local",
+                "-e",
+                f"@{tmp_path / 'vars.yml'}",
+                str(playbook),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env={
+                **os.environ,
+                "LAKEHOUSE_SECRETS_DIR": str(tmp_path / "secrets"),
+                "LAKEHOUSE_STATE_DIR": str(tmp_path / "state"),
+                "ANSIBLE_NOCOLOR": "1",
+                **(env or {}),
+            },
+        )
+        return result, result.stdout + result.stderr
+
+    return apply
+
+
+def changed_count(output: str) -> int:
+    match = re.search(r"preflight\.lakehouse\.test\s+: ok=\d+\s+changed=(\d+)", output)
+    assert match, output
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "env", "message"),
+    [
+        pytest.param("minio_server_name: 192.0.2.10\n", {}, "IP literals are not allowed", id="ip-literal-endpoint"),
+        pytest.param(
+            "minio_extra_names: ['[2001:db8::5]']\n", {}, "IP literals are not allowed", id="ipv6-literal-san"
+        ),
+        pytest.param(
+            "", {"LAKEHOUSE_SECRET_MINIO_ROOT_PASSWORD": "minioadmin"}, "well-known default", id="default-password"
+        ),
+        pytest.param("minio_root_user: minioadmin\n", {}, "well-known default", id="default-user"),
+        pytest.param(
+            "minio_tls_cert_path: /nonexistent/minio.crt\nminio_tls_key_path: /nonexistent/minio.key\n",
+            {},
+            "missing: /nonexistent/minio.crt, /nonexistent/minio.key",
+            id="missing-tls-files",
+        ),
+        pytest.param("minio_buckets: [{name: Bad_Bucket}]\n", {}, "S3 naming rules", id="bad-bucket-name"),
+        pytest.param(
+            "minio_metrics_auth: none\n", {}, "value of minio_metrics_auth must be one of", id="arg-spec-choice"
+        ),
+        pytest.param(
+            "minio_buckets: [{state: present}]\n", {}, "missing required arguments: name", id="arg-spec-required"
+        ),
+        pytest.param("minio_s3_port: many\n", {}, "minio_s3_port", id="arg-spec-type"),
+        pytest.param("lakehouse_host_name: 198.51.100.7\n", {}, "not an IP literal", id="ip-literal-host"),
+    ],
+)
+def test_minio_bad_input_fails_before_any_change(apply_role, tmp_path, extra_vars, env, message):
+    result, output = apply_role("minio", extra_vars, env)
+    assert result.returncode != 0
+    assert message in output
+    assert changed_count(output) == 0
+    assert not (tmp_path / "secrets" / "pki").exists(), "the CA must not be created before preflight passed"
+
+
+def test_minio_default_password_is_never_printed(apply_role):
+    _, output = apply_role("minio", "", {"LAKEHOUSE_SECRET_MINIO_ROOT_PASSWORD": "minioadmin"})
+    assert "well-known default" in output
+    assert "minioadmin" not in output.replace("(minioadmin)", "")
+
+
+def test_delivery_engine_refuses_to_run_alone(apply_role):
+    result, output = apply_role("delivery", "")
+    assert result.returncode != 0
+    assert "The delivery role is internal" in output
+    assert changed_count(output) == 0

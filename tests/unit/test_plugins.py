@@ -1,0 +1,120 @@
+"""The lookup, filter and test plugins shared by the roles."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleLookupError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load(relative: str):
+    spec = importlib.util.spec_from_file_location(Path(relative).stem + "_plugin", REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+secret_plugin = load("plugins/lookup/lakehouse_secret.py")
+test_plugin = load("plugins/test/lakehouse.py")
+filter_plugin = load("plugins/filter/lakehouse.py")
+
+
+def test_secret_is_generated_once_with_private_modes(tmp_path):
+    first = secret_plugin.read_or_create(str(tmp_path), "minio/root_password", 40)
+    second = secret_plugin.read_or_create(str(tmp_path), "minio/root_password", 40)
+    assert first == second
+    assert len(first) == 40 and first.isalnum()
+    assert stat.S_IMODE((tmp_path / "minio" / "root_password").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "minio").stat().st_mode) == 0o700
+
+
+def test_secrets_differ_between_paths(tmp_path):
+    assert secret_plugin.read_or_create(str(tmp_path), "a/x", 32) != secret_plugin.read_or_create(
+        str(tmp_path), "a/y", 32
+    )
+
+
+def test_empty_secret_file_is_an_error_not_a_blank_password(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x").write_text("")
+    with pytest.raises(AnsibleLookupError, match="empty"):
+        secret_plugin.read_or_create(str(tmp_path), "a/x", 32)
+
+
+def ansible_lookup(term: str, store: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Evaluate lookup('lakehouse_secret', term) through Ansible itself, with the project's ansible.cfg."""
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={{{{ lookup('lakehouse_secret', '{term}') }}}}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "LAKEHOUSE_SECRETS_DIR": str(store), **(env or {})},
+    )
+
+
+def test_lookup_generates_into_the_configured_store(tmp_path):
+    result = ansible_lookup("minio/root_password", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "minio" / "root_password").read_text().strip() in result.stdout
+
+
+def test_lookup_prefers_the_environment(tmp_path):
+    result = ansible_lookup("minio/root_user", tmp_path, {"LAKEHOUSE_SECRET_MINIO_ROOT_USER": "from-env-user"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "from-env-user" in result.stdout
+    assert not (tmp_path / "minio").exists(), "an injected secret must not be written to the store"
+
+
+def test_lookup_rejects_path_traversal(tmp_path):
+    result = ansible_lookup("../outside", tmp_path)
+    assert result.returncode != 0
+    assert "invalid credential path" in result.stdout + result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10.0.0.5", True),
+        ("10.0.0.5:9000", True),
+        ("https://192.168.1.20:9000/bucket", True),
+        ("[2001:db8::1]", True),
+        ("https://[2001:db8::1]:9000", True),
+        ("2001:db8::1", True),
+        ("minio.storage.svc.cluster.local", False),
+        ("https://trino.company.internal:8443", False),
+        ("metal-1.sandbox.lakehouse.test:9000", False),
+        ("", False),
+    ],
+)
+def test_ip_literal_detection(value, expected):
+    assert test_plugin.is_ip_literal(value) is expected
+
+
+def test_artifact_path_is_versioned():
+    table = {"minio": {"version": "v1", "filename": "minio"}}
+    assert (
+        filter_plugin.artifact_path("minio", table, "/usr/local/lib/lakehouse")
+        == "/usr/local/lib/lakehouse/minio/v1/minio"
+    )
