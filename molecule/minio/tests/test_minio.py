@@ -151,14 +151,14 @@ def test_metrics_need_a_bearer_token(host, contract, tls):
     user = secret(contract["credentials_ref"]["access_key"])
     password = secret(contract["credentials_ref"]["secret_key"])
     # mc on the host is the documented way to mint a scrape token (ephemeral test credentials).
-    generated = host.run(
-        f"MC_HOST_lakehouse=https://{user}:{password}@{HOST}:{contract['port']} mc --json admin prometheus generate lakehouse"
-    )
+    alias = f"MC_HOST_lakehouse=https://{user}:{password}@{HOST}:{contract['port']}"
+    generated = host.run(f"{alias} mc --json admin prometheus generate lakehouse")
     assert generated.rc == 0, "mc admin prometheus generate failed"
     token = json.loads(generated.stdout)["bearerToken"]
     assert status(contract["metrics"]["url"], tls, {"Authorization": f"Bearer {token}"}) == 200
 
 
 def test_rendered_config_names_hosts_not_addresses(host):
-    rendered = host.run(r"grep -rhoE '([0-9]{1,3}\.){3}[0-9]{1,3}' /etc/minio/minio.env /etc/systemd/system/lakehouse-minio.service")
+    files = "/etc/minio/minio.env /etc/systemd/system/lakehouse-minio.service"
+    rendered = host.run(rf"grep -rhoE '([0-9]{{1,3}}\.){{3}}[0-9]{{1,3}}' {files}")
     assert rendered.stdout.strip() == "", f"IP literal in rendered config: {rendered.stdout}"

@@ -1,0 +1,26 @@
+# The two README commands, and a few helpers. Every target prepares the machine first
+# (scripts/setup.sh: Python environment, Docker engine, test host image; idempotent).
+ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
+INVENTORY ?= inventories/sandbox
+
+.PHONY: up test down artifacts setup
+
+## Bring the lakehouse up on the sandbox (local systemd hosts) and print its endpoints.
+up: setup
+	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/sandbox.yml
+	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/site.yml
+
+## Run every test tier this machine can run.
+test: setup artifacts
+	.venv/bin/pytest
+
+## Remove the sandbox hosts (the secret store and the artifact cache are kept).
+down: setup
+	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/sandbox.yml -e sandbox_state=absent
+
+## Fill the controller's artifact cache (fetch or build, verify every checksum).
+artifacts: setup
+	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/artifacts.yml
+
+setup:
+	@scripts/setup.sh
