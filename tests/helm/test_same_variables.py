@@ -1,0 +1,234 @@
+"""One set of MinIO variables, two deliveries: a systemd test host and a Kubernetes API server.
+
+The inventory holds a metal host (a systemd container) and a cluster host (the test control
+plane) in the same `object_storage` group, with the MinIO variables set once for the group.
+The test converges both, compares what each delivery received, and then exercises the Helm
+path's idempotence, check mode and upgrade behaviour.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from controlplane import ControlPlane
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+METAL = "metal-1.crossdelivery.lakehouse.test"
+CLUSTER = "cluster-1.crossdelivery.lakehouse.test"
+NETWORK = "lakehouse-crossdelivery"
+NAMESPACE = "lakehouse"
+
+LARGER = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}}
+MINIO_VARIABLES = {
+    "minio_buckets": [{"name": "warehouse", "versioning": "enabled"}],
+    "minio_region": "eu-central-1",
+    "minio_volume_size": "1Gi",
+}
+
+
+@pytest.fixture(scope="module")
+def plane():
+    with ControlPlane() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def kube(plane):
+    api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, plane, kube):
+    """Inventory with both hosts; the metal host is created for the test and removed after."""
+    directory = tmp_path_factory.mktemp("crossdelivery")
+    inventory = {
+        "all": {
+            "vars": {"lakehouse_site": "crossdelivery"},
+            "children": {
+                "sandbox": {
+                    "hosts": {METAL: None},
+                    "vars": {
+                        "ansible_connection": "community.docker.docker",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                    },
+                },
+                "clusters": {
+                    "hosts": {CLUSTER: None},
+                    "vars": {
+                        "ansible_connection": "local",
+                        "ansible_python_interpreter": sys.executable,
+                        "lakehouse_delivery": "helm",
+                        "lakehouse_k8s_kubeconfig": str(plane.kubeconfig),
+                        "lakehouse_k8s_namespace": NAMESPACE,
+                        # kwok simulates the pods: there is no S3 endpoint to manage buckets through.
+                        "minio_manage_resources": False,
+                    },
+                },
+                "object_storage": {"hosts": {METAL: None, CLUSTER: None}, "vars": MINIO_VARIABLES},
+            },
+        }
+    }
+    (directory / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    # A static volume for the data claim of the MinIO StatefulSet.
+    client.CoreV1Api(kube).create_persistent_volume(
+        client.V1PersistentVolume(
+            metadata=client.V1ObjectMeta(name="crossdelivery-minio-data"),
+            spec=client.V1PersistentVolumeSpec(
+                capacity={"storage": "1Gi"},
+                access_modes=["ReadWriteOnce"],
+                host_path=client.V1HostPathVolumeSource(path="/var/lib/crossdelivery-minio"),
+                storage_class_name="",
+            ),
+        )
+    )
+    env = {
+        **os.environ,
+        "LAKEHOUSE_SECRETS_DIR": str(directory / "secrets"),
+        "LAKEHOUSE_STATE_DIR": str(directory / "state"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+
+    def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", str(directory / "hosts.yml"), f"playbooks/{name}", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+
+    created = playbook("sandbox.yml", "-e", f"sandbox_network={NETWORK}")
+    assert created.returncode == 0, created.stdout[-3000:]
+    try:
+        yield {"playbook": playbook, "secrets": directory / "secrets"}
+    finally:
+        playbook("sandbox.yml", "-e", f"sandbox_network={NETWORK}", "-e", "sandbox_state=absent")
+
+
+def recap(output: str, host: str) -> dict[str, int]:
+    match = re.search(rf"{re.escape(host)}\s+:\s+(.*)", output)
+    assert match, output[-3000:]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def helm(plane, *args: str) -> str:
+    return subprocess.run(
+        [str(Path(plane.bin_dir) / "helm"), *args, "-n", NAMESPACE],
+        env=plane.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+
+
+def release_revision(plane) -> int:
+    return json.loads(helm(plane, "status", "minio", "-o", "json"))["version"]
+
+
+def pod_template(kube) -> client.V1PodTemplateSpec:
+    return client.AppsV1Api(kube).read_namespaced_stateful_set("minio", NAMESPACE).spec.template
+
+
+def host_file(path: str) -> str:
+    return subprocess.run(["docker", "exec", METAL, "cat", path], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def converged(site):
+    result = site["playbook"]("object_storage.yml")
+    assert result.returncode == 0, result.stdout[-5000:]
+    return result
+
+
+def test_both_deliveries_receive_identical_configuration(converged, kube):
+    secret = client.CoreV1Api(kube).read_namespaced_secret("minio-config", NAMESPACE).data
+    configmap = client.CoreV1Api(kube).read_namespaced_config_map("minio-config", NAMESPACE).data
+    on_cluster = {key.replace("__", "/"): base64.b64decode(value).decode() for key, value in secret.items()}
+    on_cluster |= {key.replace("__", "/"): value for key, value in configmap.items()}
+    assert sorted(on_cluster) == ["certs/CAs/lakehouse-ca.crt", "certs/private.key", "certs/public.crt", "minio.env"]
+
+    # The service's configuration is byte for byte the same; only the certificate differs,
+    # since it names each delivery's own endpoint.
+    assert host_file("/etc/minio/minio.env") == on_cluster["minio.env"]
+    assert "MINIO_SITE_REGION=eu-central-1" in on_cluster["minio.env"]
+    assert host_file("/etc/minio/certs/CAs/lakehouse-ca.crt") == on_cluster["certs/CAs/lakehouse-ca.crt"]
+    assert host_file("/etc/minio/certs/public.crt") != on_cluster["certs/public.crt"]
+
+    # The same program arguments and environment.
+    unit = host_file("/etc/systemd/system/lakehouse-minio.service")
+    exec_start = shlex.split(re.search(r"^ExecStart=(.*)$", unit, re.M).group(1))
+    unit_env = dict(line.split("=", 1) for line in re.findall(r'^Environment="(.*)"$', unit, re.M))
+    container = pod_template(kube).spec.containers[0]
+    assert exec_start[1:] == container.args
+    assert unit_env == {item.name: item.value for item in container.env}
+
+
+def test_contracts_name_each_endpoint_by_dns(converged, site):
+    state = site["secrets"].parent / "state" / "contracts"
+    metal = json.loads((state / METAL / "object_storage.json").read_text())
+    cluster = json.loads((state / CLUSTER / "object_storage.json").read_text())
+    assert metal["url"] == f"https://{METAL}:9000"
+    assert cluster["url"] == f"https://minio.{NAMESPACE}.svc.cluster.local:9000"
+
+
+def test_release_is_ready_and_values_hold_no_secret(converged, plane, kube, site):
+    status = client.AppsV1Api(kube).read_namespaced_stateful_set("minio", NAMESPACE).status
+    assert status.ready_replicas == 1
+    values = helm(plane, "get", "values", "minio", "--all", "-o", "json")
+    for secret_file in (site["secrets"] / "minio").iterdir():
+        if secret_file.is_file():
+            assert secret_file.read_text().strip() not in values
+    private_key = (site["secrets"] / "pki" / "certs").glob("minio-cluster-*.key")
+    for key in private_key:
+        assert "PRIVATE KEY" not in values and key.read_text().splitlines()[1] not in values
+
+
+def test_second_converge_changes_nothing(converged, site, plane):
+    revision = release_revision(plane)
+    result = site["playbook"]("object_storage.yml")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert recap(result.stdout, METAL)["changed"] == 0
+    assert recap(result.stdout, CLUSTER)["changed"] == 0
+    assert release_revision(plane) == revision
+
+
+def test_check_mode_reports_the_diff_and_changes_nothing(converged, site, plane, kube):
+    revision = release_revision(plane)
+    secret_before = client.CoreV1Api(kube).read_namespaced_secret("minio-config", NAMESPACE).data
+    result = site["playbook"](
+        "object_storage.yml", "--limit", CLUSTER, "--check", "--diff", "-e", json.dumps({"minio_resources": LARGER})
+    )
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert recap(result.stdout, CLUSTER)["changed"] >= 1
+    assert "memory: 3Gi" in result.stdout, "the diff must show the changed value"
+    assert release_revision(plane) == revision
+    assert client.CoreV1Api(kube).read_namespaced_secret("minio-config", NAMESPACE).data == secret_before
+
+
+def test_changed_variable_gives_one_revision_and_a_new_checksum(converged, site, plane, kube):
+    revision = release_revision(plane)
+    checksum = pod_template(kube).metadata.annotations["checksum/config"]
+    result = site["playbook"]("object_storage.yml", "--limit", CLUSTER, "-e", "minio_region=eu-west-1")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert release_revision(plane) == revision + 1
+    assert pod_template(kube).metadata.annotations["checksum/config"] != checksum
+    secret = client.CoreV1Api(kube).read_namespaced_secret("minio-config", NAMESPACE).data
+    assert "MINIO_SITE_REGION=eu-west-1" in base64.b64decode(secret["minio.env"]).decode()
