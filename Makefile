@@ -2,6 +2,8 @@
 # (scripts/setup.sh: Python environment, Docker engine, test host image; idempotent).
 ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
 INVENTORY ?= inventories/sandbox
+# The Helm CLI built by scripts/controlplane/build.sh serves the Helm delivery engine.
+export PATH := $(shell scripts/controlplane/build.sh --print-env | sed -n 's/^BIN_DIR=//p'):$(PATH)
 
 .PHONY: up test down artifacts setup
 

@@ -4,6 +4,7 @@
 #   1. the project virtual environment, from the pinned requirements.txt
 #   2. the Docker engine (installed if missing, started if not running)
 #   3. the Debian 12 systemd test host image (rebuilt only when its recipe changes)
+#   4. the Helm CLI and the test Kubernetes control plane, built from pinned Go modules
 # Heavy state lives under $LAKEHOUSE_CACHE (default ~/.cache/lakehouse), never in the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +50,7 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
   images/testhost/recipe.sh "$image"
 fi
 echo "$image" > "$cache/testhost-image"
+
+# 4. Helm and the test control plane (kube-apiserver, controller-manager, scheduler, kine, kwok).
+scripts/controlplane/build.sh
 log "ready: venv $venv, Docker $(docker version -f '{{.Server.Version}}'), image $image"

@@ -98,6 +98,7 @@ def site(tmp_path_factory, plane, kube):
     )
     env = {
         **os.environ,
+        **plane.env,  # helm on PATH
         "LAKEHOUSE_SECRETS_DIR": str(directory / "secrets"),
         "LAKEHOUSE_STATE_DIR": str(directory / "state"),
         "ANSIBLE_NOCOLOR": "1",
