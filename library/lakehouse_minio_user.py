@@ -50,46 +50,8 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  endpoint:
-    description:
-      - URL of the MinIO endpoint, scheme, host and port only, for example
-        V(https://minio-1.lakehouse.test:9000).
-    type: str
-    required: true
-  access_key:
-    description:
-      - Access key of a MinIO administrator (for example the root user).
-    type: str
-    required: true
-  secret_key:
-    description:
-      - Secret key of that administrator. Never logged or returned.
-    type: str
-    required: true
-  ca_path:
-    description:
-      - Path to a PEM CA bundle that signed the endpoint's certificate.
-      - When omitted the system trust store is used.
-    type: path
-  validate_certs:
-    description:
-      - Verify the endpoint's TLS certificate. Only disable it against throwaway test endpoints.
-    type: bool
-    default: true
-  region:
-    description:
-      - Region used to sign the requests.
-    type: str
-    default: us-east-1
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
-    support: full
-requirements:
-  - minio >= 7.2 (Python library)
+extends_documentation_fragment:
+  - lakehouse_s3
 seealso:
   - module: lakehouse_minio_policy
   - module: lakehouse_s3_bucket

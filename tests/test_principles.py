@@ -86,7 +86,8 @@ def literal_secrets(node, trail=""):
 def test_no_literal_secret_in_variables():
     found = []
     for path in config_files():
-        if path.suffix not in (".yml", ".yaml"):
+        # Chart templates are Go templates, not YAML; their values files are checked.
+        if path.suffix not in (".yml", ".yaml") or "templates" in path.parts:
             continue
         for document in yaml.safe_load_all(path.read_text()):
             found += [f"{path.relative_to(REPO)}: {key}" for key in literal_secrets(document)]

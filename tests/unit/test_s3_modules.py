@@ -169,6 +169,13 @@ def test_documentation_matches_argument_spec(name):
     assert captured.pop("_check_mode") is True
 
     doc = yaml.safe_load(module.DOCUMENTATION)
+    # Shared options come from the documentation fragment, as ansible-doc merges them.
+    for fragment in doc.get("extends_documentation_fragment", []):
+        path = LIBRARY.parent / "plugins" / "doc_fragments" / f"{fragment}.py"
+        fragment_spec = importlib.util.spec_from_file_location(f"fragment_{fragment}", path)
+        fragment_module = importlib.util.module_from_spec(fragment_spec)
+        fragment_spec.loader.exec_module(fragment_module)
+        doc["options"].update(yaml.safe_load(fragment_module.ModuleDocFragment.DOCUMENTATION)["options"])
     assert doc["module"] == name
     assert doc["author"] == "Lakehouse bootstrap maintainers"
     assert set(doc["options"]) == set(captured)
