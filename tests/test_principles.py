@@ -135,9 +135,7 @@ def test_module_is_documented_and_supports_check_mode(module):
         assert yaml.safe_load(docs[name]), f"{module.name}: {name} is empty or not YAML"
     assert yaml.safe_load(docs["DOCUMENTATION"])["module"] == module.stem
     assert "supports_check_mode=True" in module.read_text()
-    assert any(module.stem in t.read_text() for t in (REPO / "tests" / "unit").glob("test_*.py")), (
-        f"{module.stem} has no unit test"
-    )
+    assert any(module.stem in t.read_text() for t in (REPO / "tests").rglob("test_*.py")), f"{module.stem} has no test"
 
 
 @pytest.mark.parametrize("role", sorted(p for p in (REPO / "roles").iterdir() if p.is_dir()), ids=lambda p: p.name)
