@@ -13,6 +13,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # plain helper modules (controlplane.py)
 CACHE = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache" / "lakehouse"))
 
 
@@ -85,3 +86,22 @@ def artifact():
         return found
 
     return path
+
+
+@pytest.fixture(scope="module")
+def cp():
+    """A real Kubernetes control plane (tests/controlplane.py) for the test module."""
+    from controlplane import ControlPlane
+
+    with ControlPlane() as plane:
+        yield plane
+
+
+@pytest.fixture(scope="module")
+def api(cp):
+    """An admin API client of the module's control plane."""
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(config_file=str(cp.kubeconfig))
+    yield api_client
+    api_client.close()

@@ -440,3 +440,18 @@ class ControlPlane:
             "HELM_CONFIG_HOME": str(helm / "config"),
             "HELM_DATA_HOME": str(helm / "data"),
         }
+
+
+def wait_for(what: str, check, timeout: float = 90, interval: float = 0.5):
+    """Poll `check` until it returns something truthy; bounded in time and attempts."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 1):
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    pytest.fail(f"{what} not reached within {timeout}s")

@@ -5,43 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pytest
-from kubernetes import client, config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from controlplane import ControlPlane
+from controlplane import wait_for
+from kubernetes import client
 
 NS = "default"
-
-
-@pytest.fixture(scope="module")
-def cp():
-    with ControlPlane() as plane:
-        yield plane
-
-
-@pytest.fixture(scope="module")
-def api(cp):
-    api_client = config.new_client_from_config(config_file=str(cp.kubeconfig))
-    yield api_client
-    api_client.close()
-
-
-def wait_for(what: str, check, timeout: float = 90, interval: float = 0.5):
-    """Poll `check` until it returns something truthy; bounded in time and attempts."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / interval) + 1):
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval)
-    pytest.fail(f"{what} not reached within {timeout}s")
 
 
 def test_version_is_the_pinned_release(cp, api):

@@ -12,17 +12,13 @@ import os
 import socket
 import stat
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from ansible.module_utils import basic
-from kubernetes import client, config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import ModuleExit
-from controlplane import ControlPlane
+from controlplane import wait_for
+from kubernetes import client, config
 
 MODULE = "lakehouse_helm_release"
 NS = "helm-release-test"
@@ -104,12 +100,6 @@ def write_chart(directory: Path, version: str = "0.1.0", templates: dict[str, st
     return directory
 
 
-@pytest.fixture(scope="module")
-def cp():
-    with ControlPlane() as plane:
-        yield plane
-
-
 @pytest.fixture(scope="module", autouse=True)
 def helm_env(cp):
     """helm found on PATH (the module's default lookup), its state kept out of $HOME, and no
@@ -168,18 +158,6 @@ def stored_values(cp, name: str):
 
 def configmap_greeting(api, name: str) -> str:
     return client.CoreV1Api(api).read_namespaced_config_map(f"{name}-config", NS).data["greeting"]
-
-
-def wait_for(what: str, check, timeout: float = 30, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / interval) + 1):
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval)
-    pytest.fail(f"{what} not reached within {timeout}s")
 
 
 def test_first_install_is_revision_1_with_ready_pods(cp, api, release):

@@ -14,17 +14,13 @@ import hashlib
 import json
 import secrets
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, config
+from controlplane import REPO, ControlPlane, wait_for
+from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from controlplane import REPO, ControlPlane
 
 CHART = REPO / "helm" / "minio"
 RELEASE = "minio"
@@ -59,33 +55,7 @@ def key_of(path: str) -> str:
     return path.replace("/", "__")
 
 
-def wait_for(what: str, check, timeout: float = 120, interval: float = 0.5):
-    """Poll `check` until it returns something truthy; bounded in time and attempts."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / interval) + 1):
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval)
-    pytest.fail(f"{what} not reached within {timeout}s")
-
-
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cp():
-    with ControlPlane() as plane:
-        yield plane
-
-
-@pytest.fixture(scope="module")
-def api(cp):
-    api_client = config.new_client_from_config(config_file=str(cp.kubeconfig))
-    yield api_client
-    api_client.close()
 
 
 @pytest.fixture(scope="module")

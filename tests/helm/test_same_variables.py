@@ -1,7 +1,7 @@
 """One set of MinIO variables, two deliveries: a systemd test host and a Kubernetes API server.
 
 The inventory holds a metal host (a systemd container) and a cluster host (the test control
-plane) in the same `object_storage` group, with the MinIO variables set once for the group.
+cp) in the same `object_storage` group, with the MinIO variables set once for the group.
 The test converges both, compares what each delivery received, and then exercises the Helm
 path's idempotence, check mode and upgrade behaviour.
 """
@@ -19,10 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from controlplane import ControlPlane
+from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -40,20 +37,7 @@ MINIO_VARIABLES = {
 
 
 @pytest.fixture(scope="module")
-def plane():
-    with ControlPlane() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def kube(plane):
-    api = config.new_client_from_config(config_file=str(plane.kubeconfig))
-    yield api
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, plane, kube):
+def site(tmp_path_factory, cp, api):
     """Inventory with both hosts; the metal host is created for the test and removed after."""
     directory = tmp_path_factory.mktemp("crossdelivery")
     inventory = {
@@ -73,7 +57,7 @@ def site(tmp_path_factory, plane, kube):
                         "ansible_connection": "local",
                         "ansible_python_interpreter": sys.executable,
                         "lakehouse_delivery": "helm",
-                        "lakehouse_k8s_kubeconfig": str(plane.kubeconfig),
+                        "lakehouse_k8s_kubeconfig": str(cp.kubeconfig),
                         "lakehouse_k8s_namespace": NAMESPACE,
                         # kwok simulates the pods: there is no S3 endpoint to manage buckets through.
                         "minio_manage_resources": False,
@@ -85,7 +69,7 @@ def site(tmp_path_factory, plane, kube):
     }
     (directory / "hosts.yml").write_text(yaml.safe_dump(inventory))
     # A static volume for the data claim of the MinIO StatefulSet.
-    client.CoreV1Api(kube).create_persistent_volume(
+    client.CoreV1Api(api).create_persistent_volume(
         client.V1PersistentVolume(
             metadata=client.V1ObjectMeta(name="crossdelivery-minio-data"),
             spec=client.V1PersistentVolumeSpec(
@@ -98,7 +82,7 @@ def site(tmp_path_factory, plane, kube):
     )
     env = {
         **os.environ,
-        **plane.env,  # helm on PATH
+        **cp.env,  # helm on PATH
         "LAKEHOUSE_SECRETS_DIR": str(directory / "secrets"),
         "LAKEHOUSE_STATE_DIR": str(directory / "state"),
         "ANSIBLE_NOCOLOR": "1",
@@ -129,10 +113,10 @@ def recap(output: str, host: str) -> dict[str, int]:
     return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
 
-def helm(plane, *args: str) -> str:
+def helm(cp, *args: str) -> str:
     return subprocess.run(
-        [str(Path(plane.bin_dir) / "helm"), *args, "-n", NAMESPACE],
-        env=plane.env,
+        [str(Path(cp.bin_dir) / "helm"), *args, "-n", NAMESPACE],
+        env=cp.env,
         capture_output=True,
         text=True,
         check=True,
@@ -140,12 +124,12 @@ def helm(plane, *args: str) -> str:
     ).stdout
 
 
-def release_revision(plane) -> int:
-    return json.loads(helm(plane, "status", "minio", "-o", "json"))["version"]
+def release_revision(cp) -> int:
+    return json.loads(helm(cp, "status", "minio", "-o", "json"))["version"]
 
 
-def pod_template(kube) -> client.V1PodTemplateSpec:
-    return client.AppsV1Api(kube).read_namespaced_stateful_set("minio", NAMESPACE).spec.template
+def pod_template(api) -> client.V1PodTemplateSpec:
+    return client.AppsV1Api(api).read_namespaced_stateful_set("minio", NAMESPACE).spec.template
 
 
 def host_file(path: str) -> str:
@@ -159,9 +143,9 @@ def converged(site):
     return result
 
 
-def test_both_deliveries_receive_identical_configuration(converged, kube):
-    secret = client.CoreV1Api(kube).read_namespaced_secret("minio-config", NAMESPACE).data
-    configmap = client.CoreV1Api(kube).read_namespaced_config_map("minio-config", NAMESPACE).data
+def test_both_deliveries_receive_identical_configuration(converged, api):
+    secret = client.CoreV1Api(api).read_namespaced_secret("minio-config", NAMESPACE).data
+    configmap = client.CoreV1Api(api).read_namespaced_config_map("minio-config", NAMESPACE).data
     on_cluster = {key.replace("__", "/"): base64.b64decode(value).decode() for key, value in secret.items()}
     on_cluster |= {key.replace("__", "/"): value for key, value in configmap.items()}
     assert sorted(on_cluster) == ["certs/CAs/lakehouse-ca.crt", "certs/private.key", "certs/public.crt", "minio.env"]
@@ -177,7 +161,7 @@ def test_both_deliveries_receive_identical_configuration(converged, kube):
     unit = host_file("/etc/systemd/system/lakehouse-minio.service")
     exec_start = shlex.split(re.search(r"^ExecStart=(.*)$", unit, re.M).group(1))
     unit_env = dict(line.split("=", 1) for line in re.findall(r'^Environment="(.*)"$', unit, re.M))
-    container = pod_template(kube).spec.containers[0]
+    container = pod_template(api).spec.containers[0]
     assert exec_start[1:] == container.args
     assert unit_env == {item.name: item.value for item in container.env}
 
@@ -190,10 +174,10 @@ def test_contracts_name_each_endpoint_by_dns(converged, site):
     assert cluster["url"] == f"https://minio.{NAMESPACE}.svc.cluster.local:9000"
 
 
-def test_release_is_ready_and_values_hold_no_secret(converged, plane, kube, site):
-    status = client.AppsV1Api(kube).read_namespaced_stateful_set("minio", NAMESPACE).status
+def test_release_is_ready_and_values_hold_no_secret(converged, cp, api, site):
+    status = client.AppsV1Api(api).read_namespaced_stateful_set("minio", NAMESPACE).status
     assert status.ready_replicas == 1
-    values = helm(plane, "get", "values", "minio", "--all", "-o", "json")
+    values = helm(cp, "get", "values", "minio", "--all", "-o", "json")
     for secret_file in (site["secrets"] / "minio").iterdir():
         if secret_file.is_file():
             assert secret_file.read_text().strip() not in values
@@ -202,34 +186,34 @@ def test_release_is_ready_and_values_hold_no_secret(converged, plane, kube, site
         assert "PRIVATE KEY" not in values and key.read_text().splitlines()[1] not in values
 
 
-def test_second_converge_changes_nothing(converged, site, plane):
-    revision = release_revision(plane)
+def test_second_converge_changes_nothing(converged, site, cp):
+    revision = release_revision(cp)
     result = site["playbook"]("object_storage.yml")
     assert result.returncode == 0, result.stdout[-5000:]
     assert recap(result.stdout, METAL)["changed"] == 0
     assert recap(result.stdout, CLUSTER)["changed"] == 0
-    assert release_revision(plane) == revision
+    assert release_revision(cp) == revision
 
 
-def test_check_mode_reports_the_diff_and_changes_nothing(converged, site, plane, kube):
-    revision = release_revision(plane)
-    secret_before = client.CoreV1Api(kube).read_namespaced_secret("minio-config", NAMESPACE).data
+def test_check_mode_reports_the_diff_and_changes_nothing(converged, site, cp, api):
+    revision = release_revision(cp)
+    secret_before = client.CoreV1Api(api).read_namespaced_secret("minio-config", NAMESPACE).data
     result = site["playbook"](
         "object_storage.yml", "--limit", CLUSTER, "--check", "--diff", "-e", json.dumps({"minio_resources": LARGER})
     )
     assert result.returncode == 0, result.stdout[-5000:]
     assert recap(result.stdout, CLUSTER)["changed"] >= 1
     assert "memory: 3Gi" in result.stdout, "the diff must show the changed value"
-    assert release_revision(plane) == revision
-    assert client.CoreV1Api(kube).read_namespaced_secret("minio-config", NAMESPACE).data == secret_before
+    assert release_revision(cp) == revision
+    assert client.CoreV1Api(api).read_namespaced_secret("minio-config", NAMESPACE).data == secret_before
 
 
-def test_changed_variable_gives_one_revision_and_a_new_checksum(converged, site, plane, kube):
-    revision = release_revision(plane)
-    checksum = pod_template(kube).metadata.annotations["checksum/config"]
+def test_changed_variable_gives_one_revision_and_a_new_checksum(converged, site, cp, api):
+    revision = release_revision(cp)
+    checksum = pod_template(api).metadata.annotations["checksum/config"]
     result = site["playbook"]("object_storage.yml", "--limit", CLUSTER, "-e", "minio_region=eu-west-1")
     assert result.returncode == 0, result.stdout[-5000:]
-    assert release_revision(plane) == revision + 1
-    assert pod_template(kube).metadata.annotations["checksum/config"] != checksum
-    secret = client.CoreV1Api(kube).read_namespaced_secret("minio-config", NAMESPACE).data
+    assert release_revision(cp) == revision + 1
+    assert pod_template(api).metadata.annotations["checksum/config"] != checksum
+    secret = client.CoreV1Api(api).read_namespaced_secret("minio-config", NAMESPACE).data
     assert "MINIO_SITE_REGION=eu-west-1" in base64.b64decode(secret["minio.env"]).decode()
