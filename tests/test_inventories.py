@@ -1,0 +1,36 @@
+"""Every inventory parses, names its hosts by DNS name and gives each a known delivery."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INVENTORIES = sorted(p for p in (REPO / "inventories").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES, ids=lambda p: p.name)
+def test_inventory_parses_with_dns_names_and_known_deliveries(inventory):
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--list"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    data = json.loads(listed.stdout)
+    hostvars = data["_meta"]["hostvars"]
+    assert hostvars, f"{inventory.name} has no hosts"
+    assert data["object_storage"]["hosts"], f"{inventory.name} places no object storage"
+    for host, variables in hostvars.items():
+        assert "." in host, f"{host}: inventory hosts are DNS names"
+        assert variables.get("lakehouse_site"), f"{host}: no lakehouse_site"
+        assert variables.get("lakehouse_delivery", "systemd") in ("systemd", "helm"), host
+        if variables.get("lakehouse_delivery") == "helm":
+            assert variables["ansible_connection"] == "local", f"{host}: a cluster host runs on the controller"
+            assert variables.get("lakehouse_k8s_kubeconfig"), f"{host}: a cluster host needs a kubeconfig"
