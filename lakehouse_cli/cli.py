@@ -1,0 +1,221 @@
+"""lakehouse up | verify | status | down: the project's playbooks and checks behind one command.
+
+    lakehouse up      [-i INVENTORY] [--limit PATTERN] [-e VARS]... [--check] [-v]
+    lakehouse verify  [-i INVENTORY] [--limit PATTERN] [-e VARS]... [-v]
+    lakehouse status  [-i INVENTORY] [--limit PATTERN] [-e VARS]... [-v]
+    lakehouse down    [-i INVENTORY] [-e VARS]... [--check] [-v]
+
+Each playbook run prints the equivalent plain `ansible-playbook` command first. Exit code 0 on
+success; otherwise one line `lakehouse: <reason>` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TextIO
+
+from lakehouse_cli import LakehouseError, checks, contracts, inventory, probe
+from lakehouse_cli.env import parse_extra_vars
+from lakehouse_cli.playbook import Invocation, run_or_raise
+from lakehouse_cli.progress import Progress
+from lakehouse_cli.table import render
+
+DEFAULT_INVENTORY = "inventories/sandbox"
+SANDBOX_PLAYBOOK = "playbooks/sandbox.yml"
+SITE_PLAYBOOK = "playbooks/site.yml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-i", "--inventory", default=DEFAULT_INVENTORY, help=f"inventory path (default: {DEFAULT_INVENTORY})"
+    )
+    common.add_argument("--limit", metavar="PATTERN", help="only these hosts (an Ansible host pattern)")
+    common.add_argument(
+        "-e",
+        "--extra-vars",
+        action="append",
+        default=[],
+        metavar="VARS",
+        help="extra variables as for ansible-playbook: key=value, YAML/JSON or @file (repeatable)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="show Ansible's own output (-vv and more: Ansible's -v...)"
+    )
+    changes = argparse.ArgumentParser(add_help=False)
+    changes.add_argument("--check", action="store_true", help="check mode: report what would change, change nothing")
+
+    parser = argparse.ArgumentParser(
+        prog="lakehouse",
+        description="Bring the lakehouse up, verify it, show its status, or remove the sandbox.",
+        epilog="Everything here is plain Ansible: the equivalent ansible-playbook command is printed before each run.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "up",
+        parents=[common, changes],
+        help="create the sandbox hosts (sandbox inventory) and apply playbooks/site.yml",
+        description="Run playbooks/sandbox.yml when the inventory has sandbox hosts, then playbooks/site.yml; "
+        "then show the published services and their health.",
+    )
+    commands.add_parser(
+        "verify",
+        parents=[common],
+        help="check every published contract end to end",
+        description="Run the checks of every published contract (object storage: readiness, anonymous and default "
+        "credentials refused, an authenticated put/get/delete round trip).",
+    )
+    commands.add_parser(
+        "status",
+        parents=[common],
+        help="show the published services and their health",
+        description="Read the "
+        "published contracts and probe each readiness URL once (HTTPS with the contract's CA, 5 s).",
+    )
+    commands.add_parser(
+        "down",
+        parents=[common, changes],
+        help="remove the sandbox hosts (secrets, contracts and the artifact cache are kept)",
+        description="Run playbooks/sandbox.yml with -e sandbox_state=absent.",
+    )
+    return parser
+
+
+def absolute_file_ref(value: str) -> str:
+    """`@file` extra vars relative to the caller's directory (playbooks run in the repository)."""
+    if value.startswith("@") and not Path(value[1:]).expanduser().is_absolute():
+        candidate = Path.cwd() / value[1:]
+        if candidate.exists():
+            return "@" + str(candidate.resolve())
+    return value
+
+
+class Session:
+    """One command: its arguments, the inventory (read once), where output goes."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO):
+        self.args = args
+        self.out = out
+        self.source = inventory.resolve_source(args.inventory)
+        self.inventory = inventory.load(self.source, args.limit)
+        self._overrides: dict | None = None
+
+    @property
+    def overrides(self) -> dict:
+        if self._overrides is None:
+            self._overrides = parse_extra_vars(self.args.extra_vars)
+        return self._overrides
+
+    def invocation(self, playbook: str, extra: tuple[str, ...] = (), limit: bool = True) -> Invocation:
+        return Invocation(
+            playbook=playbook,
+            inventory=self.source,
+            limit=self.args.limit if limit else None,
+            extra_vars=(*(absolute_file_ref(value) for value in self.args.extra_vars), *extra),
+            check=getattr(self.args, "check", False),
+            verbosity=max(0, self.args.verbose - 1),
+        )
+
+    def progress(self) -> Progress:
+        return Progress.for_stream(self.out, verbose=self.args.verbose > 0)
+
+    def contracts(self) -> list[contracts.Contract]:
+        """The contracts the inventory's (limited) hosts published, from each host's site state directory."""
+        by_dir: dict[Path, tuple[str, list[str]]] = {}
+        for host in self.inventory.hosts:
+            site = self.inventory.site(host, self.overrides)
+            _, hosts = by_dir.setdefault(contracts.state_dir(site), (site, []))
+            hosts.append(host)
+        found = []
+        for directory, (site, hosts) in by_dir.items():
+            found += contracts.find_contracts(directory, hosts, site=site)
+        if not found:
+            where = ", ".join(str(d / "contracts") for d in by_dir) or "(no host)"
+            raise LakehouseError(
+                f"no published contract for the hosts of {self.args.inventory} in {where}; run: lakehouse up"
+            )
+        return found
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+def status_table(session: Session) -> None:
+    found = session.contracts()
+    with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
+        health = list(pool.map(lambda c: probe.health(c.readiness_url, c.ca), found))
+    rows = [
+        (c.service, c.host, session.inventory.delivery(c.host), c.url, text)
+        for c, (_, text) in zip(found, health, strict=True)
+    ]
+    session.print(render(("service", "host", "delivery", "endpoint", "health"), rows))
+    bad = [f"{c.service} on {c.host} ({text})" for c, (ok, text) in zip(found, health, strict=True) if not ok]
+    if bad:
+        raise LakehouseError(f"{len(bad)} of {len(found)} services not healthy: {'; '.join(bad)}")
+
+
+def cmd_up(session: Session) -> int:
+    progress = session.progress()
+    if session.inventory.is_sandbox:
+        run_or_raise(session.invocation(SANDBOX_PLAYBOOK, limit=False), progress)
+    run_or_raise(session.invocation(SITE_PLAYBOOK), progress)
+    if session.args.check:
+        session.print("check mode: nothing was changed; `lakehouse status` shows what runs now")
+        return 0
+    session.print()
+    status_table(session)
+    return 0
+
+
+def cmd_status(session: Session) -> int:
+    status_table(session)
+    return 0
+
+
+def cmd_verify(session: Session) -> int:
+    results = checks.run_checks(session.contracts(), checks.VerifyContext())
+    session.print(render(("check", "endpoint", "result"), [(r.check, r.endpoint, r.result) for r in results]))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        first = failed[0]
+        raise LakehouseError(
+            f"{len(failed)} of {len(results)} checks failed, first: {first.check} at {first.endpoint}: {first.detail}"
+        )
+    session.print(f"all {len(results)} checks passed")
+    return 0
+
+
+def cmd_down(session: Session) -> int:
+    if not session.inventory.is_sandbox:
+        raise LakehouseError(f"inventory {session.args.inventory} has no sandbox hosts; down removes only the sandbox")
+    run_or_raise(session.invocation(SANDBOX_PLAYBOOK, extra=("sandbox_state=absent",), limit=False), session.progress())
+    session.print("sandbox removed; the secret store, the published contracts and the artifact cache are kept")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Session], int]] = {
+    "up": cmd_up,
+    "verify": cmd_verify,
+    "status": cmd_status,
+    "down": cmd_down,
+}
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](Session(args, out))
+    except LakehouseError as failure:
+        out.flush()
+        err.write(f"lakehouse: {failure}\n")
+        return failure.code
+    except KeyboardInterrupt:
+        out.flush()
+        err.write("lakehouse: interrupted\n")
+        return 130
