@@ -5,12 +5,21 @@ INVENTORY ?= inventories/sandbox
 # The Helm CLI built by scripts/controlplane/build.sh serves the Helm delivery engine.
 export PATH := $(shell scripts/controlplane/build.sh --print-env | sed -n 's/^BIN_DIR=//p'):$(PATH)
 
-.PHONY: up test down artifacts setup
+LAKEHOUSE := .venv/bin/python -m lakehouse_cli
+
+.PHONY: up verify status test down artifacts setup
 
 ## Bring the lakehouse up on the sandbox (local systemd hosts) and print its endpoints.
 up: setup
-	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/sandbox.yml
-	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/site.yml
+	$(LAKEHOUSE) up -i $(INVENTORY)
+
+## Check every published endpoint: health, anonymous and default-credential refusal, a round trip.
+verify: setup
+	$(LAKEHOUSE) verify -i $(INVENTORY)
+
+## The table of services, hosts, deliveries, endpoints and health.
+status: setup
+	$(LAKEHOUSE) status -i $(INVENTORY)
 
 ## Run every test tier this machine can run.
 test: setup artifacts
@@ -18,7 +27,7 @@ test: setup artifacts
 
 ## Remove the sandbox hosts (the secret store and the artifact cache are kept).
 down: setup
-	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/sandbox.yml -e sandbox_state=absent
+	$(LAKEHOUSE) down -i $(INVENTORY)
 
 ## Fill the controller's artifact cache (fetch or build, verify every checksum).
 artifacts: setup
