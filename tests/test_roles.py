@@ -115,3 +115,46 @@ def test_delivery_engine_refuses_to_run_alone(apply_role):
     assert result.returncode != 0
     assert "missing required arguments: delivery_service" in output
     assert changed_count(output) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "env", "message"),
+    [
+        pytest.param(
+            "postgresql_server_name: 192.0.2.20\n", {}, "IP literals are not allowed", id="ip-literal-server-name"
+        ),
+        pytest.param(
+            "",
+            {"LAKEHOUSE_SECRET_POSTGRESQL_POSTGRES_PASSWORD": "postgres"},
+            "well-known default",
+            id="default-password",
+        ),
+        pytest.param(
+            "postgresql_client_networks: ['10.0.0.0/33']\n", {}, "invalid CIDR is refused: 10.0.0.0/33", id="bad-cidr"
+        ),
+        pytest.param(
+            "postgresql_client_networks: ['192.0.2.10']\n",
+            {},
+            "a single host (bare address, /32, /128) or an invalid CIDR is refused: 192.0.2.10",
+            id="single-host-ip",
+        ),
+        pytest.param(
+            "postgresql_users: [{name: postgres}]\n", {}, "the superuser `postgres`", id="superuser-as-declared-user"
+        ),
+        pytest.param("lakehouse_delivery: helm\n", {}, "delivered on systemd hosts only", id="helm-delivery"),
+        pytest.param("postgresql_port: many\n", {}, "postgresql_port", id="arg-spec-type"),
+    ],
+)
+def test_postgresql_bad_input_fails_before_any_change(apply_role, tmp_path, extra_vars, env, message):
+    result, output = apply_role("postgresql", extra_vars, env)
+    assert result.returncode != 0
+    assert message in output
+    assert changed_count(output) == 0
+    assert not (tmp_path / "secrets" / "pki").exists(), "the CA must not be created before preflight passed"
+
+
+def test_postgresql_default_password_is_never_printed(apply_role):
+    _, output = apply_role("postgresql", "", {"LAKEHOUSE_SECRET_POSTGRESQL_POSTGRES_PASSWORD": "postgres"})
+    assert "well-known default" in output
+    assert "LAKEHOUSE_SECRET_POSTGRESQL_POSTGRES_PASSWORD" not in output
+    assert "'postgres'" not in output

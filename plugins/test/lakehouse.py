@@ -23,6 +23,19 @@ def is_ip_literal(value) -> bool:
     return True
 
 
+def is_network_cidr(value) -> bool:
+    """True when value is an address range in CIDR notation: a network address with a prefix
+    length, without host bits set, wider than one host (a bare address, /32 or /128 is not)."""
+    text = str(value).strip()
+    if "/" not in text:
+        return False
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return False
+    return network.num_addresses > 1
+
+
 class TestModule:
     def tests(self):
-        return {"lakehouse_ip": is_ip_literal}
+        return {"lakehouse_ip": is_ip_literal, "lakehouse_cidr": is_network_cidr}

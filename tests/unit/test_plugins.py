@@ -112,6 +112,25 @@ def test_ip_literal_detection(value, expected):
     assert test_plugin.is_ip_literal(value) is expected
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10.0.0.0/8", True),
+        ("192.0.2.0/24", True),
+        ("2001:db8::/32", True),
+        ("10.0.0.5", False),  # a single host, not a range
+        ("10.0.0.5/32", False),
+        ("2001:db8::1/128", False),
+        ("10.0.0.5/24", False),  # host bits set
+        ("10.0.0.0/33", False),
+        ("db.example.test/24", False),
+        ("", False),
+    ],
+)
+def test_cidr_detection(value, expected):
+    assert test_plugin.is_network_cidr(value) is expected
+
+
 def test_artifact_path_is_versioned():
     table = {"minio": {"version": "v1", "filename": "minio"}}
     assert (
