@@ -62,6 +62,14 @@ def apply_role(tmp_path):
     return apply
 
 
+def assert_refused_before_any_change(apply_role, tmp_path, role, extra_vars, env, message):
+    result, output = apply_role(role, extra_vars, env)
+    assert result.returncode != 0
+    assert message in output
+    assert changed_count(output) == 0
+    assert not (tmp_path / "secrets" / "pki").exists(), "the CA must not be created before preflight passed"
+
+
 def changed_count(output: str) -> int:
     match = re.search(r"preflight\.lakehouse\.test\s+: ok=\d+\s+changed=(\d+)", output)
     assert match, output
@@ -97,11 +105,7 @@ def changed_count(output: str) -> int:
     ],
 )
 def test_minio_bad_input_fails_before_any_change(apply_role, tmp_path, extra_vars, env, message):
-    result, output = apply_role("minio", extra_vars, env)
-    assert result.returncode != 0
-    assert message in output
-    assert changed_count(output) == 0
-    assert not (tmp_path / "secrets" / "pki").exists(), "the CA must not be created before preflight passed"
+    assert_refused_before_any_change(apply_role, tmp_path, "minio", extra_vars, env, message)
 
 
 def test_minio_default_password_is_never_printed(apply_role):
@@ -146,11 +150,7 @@ def test_delivery_engine_refuses_to_run_alone(apply_role):
     ],
 )
 def test_postgresql_bad_input_fails_before_any_change(apply_role, tmp_path, extra_vars, env, message):
-    result, output = apply_role("postgresql", extra_vars, env)
-    assert result.returncode != 0
-    assert message in output
-    assert changed_count(output) == 0
-    assert not (tmp_path / "secrets" / "pki").exists(), "the CA must not be created before preflight passed"
+    assert_refused_before_any_change(apply_role, tmp_path, "postgresql", extra_vars, env, message)
 
 
 def test_postgresql_default_password_is_never_printed(apply_role):
