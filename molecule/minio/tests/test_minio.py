@@ -10,6 +10,7 @@ import io
 import json
 import os
 import ssl
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -18,6 +19,9 @@ from pathlib import Path
 import pytest
 import urllib3
 from minio import Minio
+
+sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
+from lakehouse_cli.contracts import resolve_secret  # noqa: E402
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = EPHEMERAL / "secrets"
@@ -30,9 +34,8 @@ def contract():
 
 
 def secret(ref: str) -> str:
-    store, _, path = ref.partition(":")
-    assert store == "lakehouse_secret"
-    return (SECRETS / path).read_text().strip()
+    """Resolve a credential reference as every consumer does (the lakehouse command's resolver)."""
+    return resolve_secret(ref, SECRETS)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,13 @@ import shlex
 import socket
 import ssl
 import struct
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
+from lakehouse_cli.contracts import resolve_secret  # noqa: E402
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = EPHEMERAL / "secrets"
@@ -30,9 +34,8 @@ def contract():
 
 
 def secret(ref: str) -> str:
-    store, _, path = ref.partition(":")
-    assert store == "lakehouse_secret"
-    return (SECRETS / path).read_text().strip()
+    """Resolve a credential reference as every consumer does (the lakehouse command's resolver)."""
+    return resolve_secret(ref, SECRETS)
 
 
 def psql(host, contract, user: str, password: str, sql: str, sslmode: str | None = None, database: str = "postgres"):
