@@ -137,3 +137,22 @@ def test_artifact_path_is_versioned():
         filter_plugin.artifact_path("minio", table, "/usr/local/lib/lakehouse")
         == "/usr/local/lib/lakehouse/minio/v1/minio"
     )
+
+
+def test_archive_path_is_the_unpacked_root():
+    table = {"trino_server": {"version": "476", "filename": "t.tar.gz", "unpack": {"root": "trino-server-476"}}}
+    assert (
+        filter_plugin.artifact_path("trino_server", table, "/usr/local/lib/lakehouse")
+        == "/usr/local/lib/lakehouse/trino_server/476/trino-server-476"
+    )
+
+
+def test_trino_password_hash_is_pbkdf2_and_reproducible():
+    import hashlib
+
+    encoded = filter_plugin.trino_password_hash("s3cret-value", "saltsaltsalt", iterations=1000)
+    iterations, salt, digest = encoded.split(":")
+    assert iterations == "1000" and bytes.fromhex(salt) == b"saltsaltsalt"
+    assert bytes.fromhex(digest) == hashlib.pbkdf2_hmac("sha256", b"s3cret-value", b"saltsaltsalt", 1000, 32)
+    assert encoded == filter_plugin.trino_password_hash("s3cret-value", "saltsaltsalt", iterations=1000)
+    assert encoded != filter_plugin.trino_password_hash("s3cret-value", "othersalt000", iterations=1000)
