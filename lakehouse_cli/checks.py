@@ -8,28 +8,41 @@ A layer adds its checks with the decorator, e.g. for the catalog:
         yield Outcome(endpoint, ok, detail)
 
 Every contract also gets the common readiness check. A check yields one or more outcomes; an
-exception fails the check with its message (messages never carry credentials).
+exception fails the check with its message. Messages never carry credentials: any secret value
+handed out through VerifyContext.secret is also masked in what a check reports.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import datetime
 import io
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
+import psycopg2
+import pyarrow as pa
 import urllib3
 from minio import Minio
 from minio.error import S3Error
+from trino.dbapi import Connection
 
-from lakehouse_cli import LakehouseError, probe
+from lakehouse_cli import LakehouseError, clients, probe
 from lakehouse_cli.contracts import Contract, resolve_secret, secrets_dir
 
-# The well-known MinIO default; a published endpoint must refuse it.
+# Well-known defaults (MinIO, PostgreSQL, Trino); a published endpoint must refuse them.
 DEFAULT_ACCESS_KEY = "minioadmin"
 DEFAULT_SECRET_KEY = "minioadmin"  # noqa: S105 (the default that must be refused, not a credential)
+DEFAULT_PG_USER = "postgres"
+DEFAULT_PG_PASSWORD = "postgres"  # noqa: S105 (idem)
+DEFAULT_TRINO_USER = "admin"
+DEFAULT_TRINO_PASSWORD = "admin"  # noqa: S105 (idem)
+HIDDEN = "<hidden>"
 
 
 @dataclass(frozen=True)
@@ -54,29 +67,47 @@ class CheckResult(Outcome):
 @dataclass
 class VerifyContext:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Every contract of the inventory, for the checks that span services (query -> catalog).
+    contracts: list[Contract] = field(default_factory=list)
+    revealed: set[str] = field(default_factory=set, repr=False)  # the secret values handed out
 
     def secret(self, contract: Contract, ref: str) -> str:
-        return resolve_secret(ref, secrets_dir(contract.site, self.env), self.env)
+        value = resolve_secret(ref, secrets_dir(contract.site, self.env), self.env)
+        self.revealed.add(value)
+        return value
+
+    def redact(self, text: str) -> str:
+        """`text` without any secret value handed out, plain or URL-quoted (as in a database URI)."""
+        for value in sorted(self.revealed, key=len, reverse=True):
+            text = text.replace(value, HIDDEN).replace(quote(value, safe=""), HIDDEN)
+        return text
 
 
 CheckFunction = Callable[[Contract, VerifyContext], Iterable[Outcome]]
+
+
+def always(contract: Contract) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
     run: CheckFunction
+    when: Callable[[Contract], bool] = always  # for contracts of one service that differ, e.g. by catalog type
 
 
 COMMON_CHECKS: list[Check] = []
 CHECKS: dict[str, list[Check]] = {}
 
 
-def check(service: str | None, name: str) -> Callable[[CheckFunction], CheckFunction]:
-    """Register a check for contracts of `service` (None: for every contract)."""
+def check(
+    service: str | None, name: str, when: Callable[[Contract], bool] = always
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register a check for contracts of `service` (None: for every contract) for which `when` holds."""
 
     def register(function: CheckFunction) -> CheckFunction:
-        (COMMON_CHECKS if service is None else CHECKS.setdefault(service, [])).append(Check(name, function))
+        (COMMON_CHECKS if service is None else CHECKS.setdefault(service, [])).append(Check(name, function, when))
         return function
 
     return register
@@ -90,15 +121,17 @@ def run_checks(contracts: Iterable[Contract], ctx: VerifyContext) -> list[CheckR
     results = []
     for contract in contracts:
         for item in checks_for(contract.service):
+            if not item.when(contract):
+                continue
             label = f"{contract.service} {item.name}"
             try:
                 produced = list(item.run(contract, ctx))
             except LakehouseError as err:
                 produced = [Outcome(contract.url, False, str(err))]
             except Exception as err:  # a check must not stop the others
-                produced = [Outcome(contract.url, False, f"{type(err).__name__}: {err}")]
+                produced = [Outcome(contract.url, False, " ".join(f"{type(err).__name__}: {err}".split()))]
             produced = produced or [Outcome(contract.url, False, "the check produced no result")]
-            results += [CheckResult(o.endpoint, o.ok, o.detail, check=label) for o in produced]
+            results += [CheckResult(o.endpoint, o.ok, ctx.redact(o.detail), check=label) for o in produced]
     return results
 
 
@@ -107,13 +140,20 @@ def run_checks(contracts: Iterable[Contract], ctx: VerifyContext) -> list[CheckR
 
 @check(None, "readiness")
 def readiness(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
-    url = contract.readiness_url
-    if not url:
-        yield Outcome(contract.url, False, "the contract has no readiness URL")
-        return
-    reply = probe.get(url, contract.ca)
-    detail = f"{reply.status} {reply.detail}".strip() if reply.status else reply.detail
-    yield Outcome(url, reply.status == 200, detail)
+    ok, text = probe.health(contract)
+    yield Outcome(contract.readiness_url or contract.url, ok, text)
+
+
+def _http_refused(url: str, reply: probe.Reply, codes: tuple[int, ...]) -> Outcome:
+    """A request that must be answered with one of `codes`."""
+    answer = f"{reply.status} {reply.detail}".strip()
+    if reply.status in codes:
+        return Outcome(url, True, answer)
+    if reply.status is None:
+        return Outcome(url, False, reply.detail)
+    if reply.status < 300:
+        return Outcome(url, False, f"ACCEPTED ({answer})")
+    return Outcome(url, False, f"expected {'/'.join(map(str, codes))}, got {answer}")
 
 
 # --- object storage (S3) ---------------------------------------------------------------------
@@ -127,8 +167,11 @@ def _buckets(contract: Contract) -> list[str]:
 
 
 def _s3_client(contract: Contract, access_key: str, secret_key: str) -> Minio:
-    url = urlsplit(contract.url)
-    ca = contract.ca
+    return _minio(contract.url, contract.ca, contract.data.get("region"), access_key, secret_key)
+
+
+def _minio(endpoint: str, ca: Path | None, region: str | None, access_key: str, secret_key: str) -> Minio:
+    url = urlsplit(endpoint)
     http = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=probe.TIMEOUT, read=probe.TIMEOUT),
         retries=urllib3.Retry(total=0, redirect=0, raise_on_status=False),
@@ -140,7 +183,7 @@ def _s3_client(contract: Contract, access_key: str, secret_key: str) -> Minio:
         access_key=access_key,
         secret_key=secret_key,
         secure=url.scheme == "https",
-        region=str(contract.data.get("region") or "us-east-1"),
+        region=str(region or "us-east-1"),
         http_client=http,
     )
 
@@ -154,14 +197,7 @@ def _s3_refusal(err: S3Error) -> str:
 def anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
     for bucket in _buckets(contract):
         url = f"{contract.url.rstrip('/')}/{bucket}"
-        reply = probe.get(url, contract.ca)
-        if reply.status == 403:
-            yield Outcome(url, True, f"403 {reply.detail}".strip())
-        elif reply.status is None:
-            yield Outcome(url, False, reply.detail)
-        else:
-            detail = f"expected 403, got {reply.status} {reply.detail}".strip()
-            yield Outcome(url, False, detail)
+        yield _http_refused(url, probe.request(url, contract.ca), (403,))
 
 
 @check("object_storage", "default credentials refused")
@@ -212,3 +248,216 @@ def round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
         yield Outcome(endpoint, False, "the object is still there after delete")
         return
     yield Outcome(endpoint, True, f"{len(payload)} bytes")
+
+
+# --- PostgreSQL: catalog_db, and the database of a JDBC catalog ------------------------------
+
+
+def is_jdbc(contract: Contract) -> bool:
+    return contract.data.get("type") == "jdbc"
+
+
+def is_rest(contract: Contract) -> bool:
+    return contract.data.get("type") == "rest"
+
+
+def _pg_server(contract: Contract) -> tuple[str, int]:
+    if contract.postgresql is None:
+        raise LakehouseError(f"the {contract.service} contract of {contract.host} names no PostgreSQL server")
+    return contract.postgresql
+
+
+def _pg_endpoint(contract: Contract, user: str, sslmode: str = "verify-full") -> str:
+    host, port = _pg_server(contract)
+    return f"postgresql://{user}@{host}:{port}" + ("" if sslmode == "verify-full" else f"?sslmode={sslmode}")
+
+
+def _pg_refused(
+    contract: Contract, user: str, password: str = "", sslmode: str = "verify-full", expect: str | None = None
+) -> Outcome:
+    """A login that the server must refuse (only by `expect`: "password" or "pg_hba", when given)."""
+    endpoint = _pg_endpoint(contract, user, sslmode)
+    try:
+        probe.postgresql_connect(*_pg_server(contract), contract.ca, user, password, sslmode).close()
+    except psycopg2.Error as err:
+        kind, reason = probe.postgresql_refusal(err), probe.postgresql_reason(err)
+        if kind is not None and expect not in (None, kind):
+            return Outcome(endpoint, False, f"{reason} (expected a {expect} refusal)")
+        return Outcome(endpoint, kind is not None, reason)
+    return Outcome(endpoint, False, f"{user} is ACCEPTED")
+
+
+def _pg_users(contract: Contract) -> list[str]:
+    """The superuser and every login role the contract names."""
+    named = [
+        (contract.data.get("admin_credentials_ref") or {}).get("user"),
+        (contract.data.get("jdbc") or {}).get("user"),
+        *(contract.data.get("credentials_ref") or {}),
+    ]
+    return list(dict.fromkeys([DEFAULT_PG_USER, *filter(None, named)]))
+
+
+@check("catalog_db", "anonymous access refused")
+@check("catalog", "anonymous access refused", when=is_jdbc)
+def postgresql_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    for user in _pg_users(contract):
+        yield _pg_refused(contract, user)
+
+
+@check("catalog_db", "default credentials refused")
+@check("catalog", "default credentials refused", when=is_jdbc)
+def postgresql_default_credentials_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    yield _pg_refused(contract, DEFAULT_PG_USER, DEFAULT_PG_PASSWORD)
+
+
+@check("catalog_db", "plain-text connection refused")
+def postgresql_plain_text_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    # Without a password, so nothing is sent in clear even if the server let the connection through.
+    yield _pg_refused(contract, DEFAULT_PG_USER, sslmode="disable", expect="pg_hba")
+
+
+@check("catalog_db", "authenticated round trip")
+def postgresql_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    user = contract.require("admin_credentials_ref.user")
+    password = ctx.secret(contract, contract.require("admin_credentials_ref.password"))
+    endpoint = _pg_endpoint(contract, user)
+    try:
+        connection = probe.postgresql_connect(*_pg_server(contract), contract.ca, user, password)
+    except psycopg2.Error as err:
+        yield Outcome(endpoint, False, probe.postgresql_reason(err))
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            (one,) = cursor.fetchone()
+            cursor.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            tls, version = cursor.fetchone()
+    finally:
+        connection.close()
+    yield Outcome(endpoint, one == 1 and tls is True, f"SELECT 1 = {one}, ssl = {tls} {version or ''}".rstrip())
+
+
+# --- Iceberg REST catalog (Nessie) -----------------------------------------------------------
+
+
+@check("catalog", "anonymous access refused", when=is_rest)
+def rest_catalog_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    # The catalog requires a TLS client certificate (mutual TLS): without one the handshake fails.
+    # An authenticating server's 401/403 counts as refused too.
+    url = f"{str(contract.require('rest.uri')).rstrip('/')}/v1/config"
+    reply = probe.request(url, contract.ca)
+    if probe.tls_refused(reply):
+        yield Outcome(url, True, f"refused in the TLS handshake: {reply.detail}")
+    else:
+        yield _http_refused(url, reply, (401, 403))
+
+
+# --- query (Trino) ---------------------------------------------------------------------------
+
+VERIFY_NAMESPACE = "lakehouse_verify"
+WRITTEN = [(1, "one"), (2, "two"), (3, "three")]  # by pyiceberg
+INSERTED = (4, "four")  # by Trino
+ROUND_TRIP_SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("ts", pa.timestamp("us"))])
+
+
+def _trino_refused(contract: Contract, user: str, password: str | None = None) -> Outcome:
+    """A statement that the coordinator must refuse with 401."""
+    headers = {"X-Trino-User": user}
+    if password is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    url = f"{contract.url.rstrip('/')}/v1/statement"
+    return _http_refused(url, probe.request(url, contract.ca, "POST", headers, b"SELECT 1"), (401,))
+
+
+def _trino(contract: Contract, ctx: VerifyContext, catalog: str | None = None) -> Connection:
+    password = ctx.secret(contract, contract.require("credentials_ref.password"))
+    return clients.trino(contract, contract.require("credentials_ref.user"), password, catalog)
+
+
+@check("query", "anonymous access refused")
+def trino_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    yield _trino_refused(contract, (contract.data.get("credentials_ref") or {}).get("user") or DEFAULT_TRINO_USER)
+
+
+@check("query", "default credentials refused")
+def trino_default_credentials_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    yield _trino_refused(contract, DEFAULT_TRINO_USER, DEFAULT_TRINO_PASSWORD)
+
+
+@check("query", "workers registered")
+def trino_workers_registered(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    expected = 1 + len(contract.data.get("workers") or [])  # the coordinator is a node too
+    with clients.ca_bundle_env([contract.ca]), _trino(contract, ctx) as connection:
+        [(active,)] = clients.trino_rows(connection, "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'")
+    yield Outcome(contract.url, active == expected, f"{active} active nodes, expected {expected}")
+
+
+def _catalog_of(query: Contract, ctx: VerifyContext) -> Contract:
+    """The Iceberg catalog behind the query contract's Trino catalog (both carry the same name)."""
+    name = query.require("catalog")
+    for contract in ctx.contracts:
+        if contract.service == "catalog" and contract.data.get("name") == name:
+            return contract
+    raise LakehouseError(f"no published catalog contract is named {name!r}, the query contract's catalog")
+
+
+def _remove_everything(s3: Minio, location: str) -> None:
+    """Every object under an s3:// location, each version too (the warehouse bucket may be versioned).
+
+    Dropping the table is not enough: Nessie keeps the files of a purged table, and pyarrow leaves
+    empty "directory" objects behind the files it deletes.
+    """
+    bucket, _, prefix = location.removeprefix("s3://").partition("/")
+    for item in s3.list_objects(bucket, prefix=f"{prefix.rstrip('/')}/", recursive=True, include_version=True):
+        s3.remove_object(bucket, item.object_name, version_id=item.version_id)
+
+
+def _same_rows(direction: str, endpoint: str, expected: list[tuple], seen: list[tuple]) -> Outcome:
+    if seen == expected:
+        return Outcome(endpoint, True, f"{direction}: {len(seen)} rows equal")
+    return Outcome(endpoint, False, f"{direction}: wrote {expected}, read {seen}")
+
+
+@check("query", "Iceberg round trip")
+def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    """pyiceberg writes a table, Trino reads it and adds a row, pyiceberg reads that back; then it is removed."""
+    catalog = _catalog_of(contract, ctx)
+    storage = catalog.require("object_storage")
+    s3 = _minio(
+        catalog.require("object_storage.endpoint"),
+        catalog.ca,
+        storage.get("region"),
+        catalog.require("object_storage.access_key"),
+        ctx.secret(catalog, catalog.require("object_storage.secret_key_ref")),
+    )
+    name = f"{VERIFY_NAMESPACE}.rt_{secrets.token_hex(6)}"
+    with (
+        clients.ca_bundle_env([contract.ca, catalog.ca]) as scratch,
+        clients.iceberg_catalog(catalog, lambda ref: ctx.secret(catalog, ref), scratch) as iceberg,
+    ):
+        iceberg.create_namespace_if_not_exists(VERIFY_NAMESPACE)
+        table = iceberg.create_table(name, schema=ROUND_TRIP_SCHEMA)
+
+        def remove() -> None:
+            iceberg.drop_table(name)
+            _remove_everything(s3, table.location())
+
+        try:
+            now = datetime.datetime.now()
+            ids, names = zip(*WRITTEN, strict=True)
+            table.append(pa.table([ids, names, [now] * len(ids)], schema=ROUND_TRIP_SCHEMA))
+            # The table name is made here, not taken from input: formatting it into SQL is safe.
+            with _trino(contract, ctx, catalog=contract.require("catalog")) as trino:
+                seen = clients.trino_rows(trino, f"SELECT id, name FROM {name} ORDER BY id")  # noqa: S608
+                first = _same_rows("pyiceberg → trino", contract.url, WRITTEN, seen)
+                insert = f"INSERT INTO {name} VALUES ({INSERTED[0]}, '{INSERTED[1]}', localtimestamp)"  # noqa: S608
+                clients.trino_rows(trino, insert)
+            rows = table.refresh().scan().to_arrow().sort_by("id")
+            back = list(zip(rows["id"].to_pylist(), rows["name"].to_pylist(), strict=True))
+            second = _same_rows("trino → pyiceberg", catalog.url, [*WRITTEN, INSERTED], back)
+        except Exception:
+            with contextlib.suppress(Exception):  # the first failure is the one to report
+                remove()
+            raise
+        remove()
+    yield from (first, second)

@@ -43,6 +43,15 @@ class Contract:
     data: dict
     site: str = ""
 
+    def require(self, dotted: str):
+        """The value at a dotted path ("jdbc.password_ref"); a one-line error naming it when it is missing."""
+        value = self.data
+        for key in dotted.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or value == "":
+            raise LakehouseError(f"the {self.service} contract of {self.host} has no {dotted}")
+        return value
+
     @property
     def url(self) -> str:
         return str(self.data.get("url", ""))
@@ -55,6 +64,16 @@ class Contract:
     def ca(self) -> Path | None:
         ref = (self.data.get("tls") or {}).get("ca_ref")
         return Path(ref).expanduser() if ref else None
+
+    @property
+    def postgresql(self) -> tuple[str, int] | None:
+        """(host, port) of the PostgreSQL server behind it: catalog_db itself, or a JDBC catalog's database."""
+        server = (self.data.get("health") or {}).get("postgresql")
+        if server is None and self.data.get("protocol") == "postgresql":
+            server = self.data
+        if not server or not server.get("host"):
+            return None
+        return str(server["host"]), int(server.get("port") or 5432)  # the role may render the port as a string
 
 
 def find_contracts(directory: Path, hosts: Iterable[str] | None = None, site: str = "") -> list[Contract]:

@@ -1,14 +1,35 @@
-"""One HTTPS request, trusting only the contract's CA: bounded (5 s), never retried."""
+"""One bounded attempt (5 s, never retried) at a published endpoint, trusting only the contract's CA:
+an HTTPS request, or a PostgreSQL login over TLS (verify-full)."""
 
 from __future__ import annotations
 
+import re
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
+
+from lakehouse_cli.contracts import Contract
+
 TIMEOUT = 5.0
+# The role the status probe logs in as: it need not exist, the server refuses it after TLS either way.
+PROBE_USER = "lakehouse_probe"
+# A libpq password file that cannot exist, so a login without a password stays without one (~/.pgpass).
+NO_PASSFILE = "/dev/null/none"
+# How a PostgreSQL server that answered refuses a login: it wants (other) credentials, or no
+# pg_hba.conf rule admits the client (e.g. "hostnossl ... reject" for a plain-text connection).
+REFUSALS = {
+    "no password supplied": "password",
+    "password authentication failed": "password",
+    "pg_hba.conf": "pg_hba",
+}
+LIBPQ_PREFIX = re.compile(r"^connection to server at .*?, port \d+ failed: (FATAL:\s+)?")
+TLS_REFUSALS = ("alert", "EOF occurred in violation of protocol", "Connection reset by peer")
+SSL_NOISE = re.compile(r"^\[SSL: \w+\] | \(_ssl\.c:\d+\)$")  # around OpenSSL's own words
 
 
 @dataclass(frozen=True)
@@ -23,24 +44,31 @@ def context(ca: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))
 
 
-def get(url: str, ca: Path | None, timeout: float = TIMEOUT) -> Reply:
+def request(
+    url: str,
+    ca: Path | None,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float = TIMEOUT,
+) -> Reply:
     if not url.startswith(("https://", "http://")):
         return Reply(None, f"not an HTTP URL: {url}")
     try:
         tls = context(ca) if url.startswith("https://") else None
     except (OSError, ssl.SSLError) as err:
         return Reply(None, f"CA {ca} unusable: {getattr(err, 'strerror', None) or err}")
-    request = urllib.request.Request(url, method="GET")  # noqa: S310 (scheme checked above)
+    req = urllib.request.Request(url, data=body, headers=dict(headers or {}), method=method)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout, context=tls) as response:  # noqa: S310 (checked above)
             return Reply(response.status, response.reason or "")
     except urllib.error.HTTPError as err:
-        body = err.read(4096).decode("utf-8", "replace")
-        return Reply(err.code, _s3_code(body) or err.reason or "")
+        text = err.read(4096).decode("utf-8", "replace")
+        return Reply(err.code, _s3_code(text) or err.reason or "")
     except urllib.error.URLError as err:
-        return Reply(None, str(err.reason))
+        return Reply(None, SSL_NOISE.sub("", str(err.reason)))
     except (OSError, ValueError) as err:
-        return Reply(None, str(err) or type(err).__name__)
+        return Reply(None, SSL_NOISE.sub("", str(err)) or type(err).__name__)
 
 
 def _s3_code(body: str) -> str:
@@ -48,15 +76,79 @@ def _s3_code(body: str) -> str:
     return body[start + len("<Code>") : end] if 0 <= start < end else ""
 
 
-def health(url: str | None, ca: Path | None) -> tuple[bool, str]:
-    """(healthy, text for the table)."""
-    if not url:
-        return False, "unknown (no readiness URL)"
+def tls_refused(reply: Reply) -> bool:
+    """The server ended the connection in the TLS handshake, e.g. because the client sent no certificate.
+
+    Its alert can be lost: in TLS 1.3 the client sends its request before the server has checked
+    the (missing) certificate, and closing on that unread request resets the connection.
+    """
+    return reply.status is None and any(sign in reply.detail for sign in TLS_REFUSALS)
+
+
+def postgresql_connect(
+    host: str,
+    port: int,
+    ca: Path | None,
+    user: str,
+    password: str = "",
+    sslmode: str = "verify-full",
+    dbname: str = "postgres",
+):
+    """A psycopg2 connection; raises psycopg2.Error. An empty password sends none (not even PGPASSWORD's)."""
+    return psycopg2.connect(
+        host=host,
+        port=port,
+        dbname=dbname,
+        user=user,
+        password=password,
+        passfile=NO_PASSFILE,
+        sslmode=sslmode,
+        sslrootcert=str(ca) if ca else None,
+        connect_timeout=int(TIMEOUT),
+        application_name="lakehouse",
+    )
+
+
+def postgresql_refusal(err: psycopg2.Error) -> str | None:
+    """'password' or 'pg_hba' when the server answered and refused the login; None when it did not answer."""
+    text = str(err)
+    return next((kind for marker, kind in REFUSALS.items() if marker in text), None)
+
+
+def postgresql_reason(err: psycopg2.Error) -> str:
+    """libpq's reason on one line, for the last address tried, without the "connection to server" prefix."""
+    lines = str(err).splitlines()
+    attempts = [line for line in lines if line.startswith("connection to server")] or lines
+    return LIBPQ_PREFIX.sub("", attempts[-1] if attempts else "").strip() or type(err).__name__
+
+
+def health(contract: Contract) -> tuple[bool, str]:
+    """(healthy, text for the table): its readiness URL over HTTPS, else a login at its PostgreSQL server."""
+    ca = contract.ca
     if ca is not None and not ca.is_file():
         return False, f"unknown (CA {ca} missing)"
-    reply = get(url, ca)
+    if contract.readiness_url:
+        return _http_health(contract.readiness_url, ca)
+    if contract.postgresql:
+        return _postgresql_health(*contract.postgresql, ca)
+    return False, "unknown (no readiness URL)"
+
+
+def _http_health(url: str, ca: Path | None) -> tuple[bool, str]:
+    reply = request(url, ca)
     if reply.status == 200:
         return True, "healthy"
     if reply.status is None:
         return False, f"unreachable ({reply.detail})"
     return False, f"unhealthy ({reply.status} {reply.detail})".rstrip()
+
+
+def _postgresql_health(host: str, port: int, ca: Path | None) -> tuple[bool, str]:
+    # Refusing a password-less login after the TLS handshake is what a healthy, locked server does.
+    try:
+        postgresql_connect(host, port, ca, PROBE_USER).close()
+    except psycopg2.Error as err:
+        if kind := postgresql_refusal(err):
+            return True, "ready (auth required)" if kind == "password" else "ready (pg_hba.conf refuses this client)"
+        return False, f"unreachable ({postgresql_reason(err)})"
+    return True, "healthy"

@@ -342,7 +342,8 @@ def test_checks_are_registered_per_service():
         "default credentials refused",
         "put/get/delete round trip",
     ]
-    assert [c.name for c in checks_for("catalog")] == ["readiness"]  # a later layer adds its own
+    assert [c.name for c in checks_for("query_worker")] == ["readiness"]  # readiness only
+    assert [c.name for c in checks_for("unknown_service")] == ["readiness"]
 
 
 # --- verify and status against a real MinIO -----------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-# Trino's password file takes PBKDF2 (HMAC-SHA256) as <iterations>:<salt hex>:<hash hex>.
+# Trino's password file takes PBKDF2 (HMAC-SHA1, what Trino 476 verifies with) as
+# <iterations>:<salt hex>:<hash hex>.
 PBKDF2_ITERATIONS = 100_000
 
 
@@ -22,7 +23,7 @@ def artifact_path(name: str, table: dict, root: str) -> str:
 def trino_password_hash(password: str, salt: str, iterations: int = PBKDF2_ITERATIONS) -> str:
     """A Trino password-file hash, reproducible from a stored salt so a second run changes nothing."""
     salt_bytes = salt.encode()
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt_bytes, iterations, dklen=32)
+    digest = hashlib.pbkdf2_hmac("sha1", password.encode(), salt_bytes, iterations, dklen=32)
     return f"{iterations}:{salt_bytes.hex()}:{digest.hex()}"
 
 

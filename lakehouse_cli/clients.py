@@ -1,0 +1,127 @@
+"""Python clients built from the contracts: pyiceberg for the Iceberg catalog, the trino DB-API for the
+coordinator, and the CA trust both need (the recipe: docs/design/query-path.md)."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
+
+from pyiceberg.catalog import Catalog, load_catalog
+from trino.auth import BasicAuthentication
+from trino.dbapi import Connection
+from trino.dbapi import connect as trino_connect
+
+from lakehouse_cli.contracts import REF_PREFIX, Contract
+
+# requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override an explicit `verify` (pyiceberg REST, trino),
+# pyarrow's S3 reads only SSL_CERT_FILE and s3fs (botocore) only AWS_CA_BUNDLE: the bundle goes in all.
+CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE")
+
+Secret = Callable[[str], str]  # the value behind a lakehouse_secret: reference
+
+
+@contextmanager
+def ca_bundle_env(cas: Iterable[Path | None]) -> Iterator[Path]:
+    """For the block, every Python client trusts the system CAs plus `cas` (through CA_ENV).
+
+    Yields a private scratch directory, which holds the bundle and is removed afterwards; the
+    environment is restored as it was.
+    """
+    system = ssl.get_default_verify_paths().cafile
+    files = [Path(system)] if system else []
+    files += dict.fromkeys(ca for ca in cas if ca)  # each CA once, in order
+    saved = {name: os.environ.get(name) for name in CA_ENV}
+    with tempfile.TemporaryDirectory(prefix="lakehouse-") as scratch:
+        bundle = Path(scratch) / "ca-bundle.pem"
+        bundle.write_text("".join(file.read_text().rstrip("\n") + "\n" for file in files))
+        os.environ.update(dict.fromkeys(CA_ENV, str(bundle)))
+        try:
+            yield Path(scratch)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def iceberg_properties(catalog: Contract, secret: Secret, scratch: Path) -> dict:
+    """pyiceberg properties for a published catalog: REST (Nessie), or SQL on the JDBC catalog's database."""
+    storage = catalog.require("object_storage")
+    properties = {
+        "s3.endpoint": catalog.require("object_storage.endpoint"),
+        "s3.region": storage.get("region") or "us-east-1",
+        "s3.access-key-id": catalog.require("object_storage.access_key"),
+        "s3.secret-access-key": secret(catalog.require("object_storage.secret_key_ref")),
+        "s3.force-virtual-addressing": "false" if storage.get("path_style", True) else "true",
+    }
+    if catalog.data.get("type") == "jdbc":
+        jdbc = catalog.require("jdbc")
+        user = quote(catalog.require("jdbc.user"), safe="")
+        password = quote(secret(catalog.require("jdbc.password_ref")), safe="")
+        server = f"{catalog.require('jdbc.host')}:{jdbc.get('port') or 5432}/{catalog.require('jdbc.database')}"
+        tls = {"sslmode": jdbc.get("sslmode") or "verify-full"}
+        if catalog.ca:
+            tls["sslrootcert"] = str(catalog.ca)
+        return properties | {
+            "type": "sql",
+            "uri": f"postgresql+psycopg2://{user}:{password}@{server}?{urlencode(tls)}",
+            "init_catalog_tables": "false",  # the bootstrap owns the DDL (Trino's JDBC catalog never creates it)
+            "warehouse": catalog.require("warehouse"),
+        }
+    rest = catalog.require("rest")
+    tls = {"cabundle": str(catalog.ca)} if catalog.ca else {}
+    if rest.get("client_cert_ref"):  # Nessie behind mutual TLS
+        tls["client"] = {
+            "cert": pem_file(rest["client_cert_ref"], secret, scratch / "client.crt"),
+            "key": pem_file(catalog.require("rest.client_key_ref"), secret, scratch / "client.key"),
+        }
+    return properties | {
+        "type": "rest",
+        "uri": catalog.require("rest.uri"),
+        "warehouse": catalog.require("rest.warehouse"),
+        "ssl": tls,
+    }
+
+
+def pem_file(ref: str, secret: Secret, target: Path) -> str:
+    """A file path for a PEM reference: a path as it is, a lakehouse_secret: value written to `target` (0600)."""
+    if not ref.startswith(REF_PREFIX):
+        return str(Path(ref).expanduser())
+    target.touch(mode=0o600)
+    target.write_text(secret(ref) + "\n")
+    return str(target)
+
+
+def iceberg_catalog(catalog: Contract, secret: Secret, scratch: Path) -> Catalog:
+    """The published catalog through pyiceberg (call inside ca_bundle_env)."""
+    return load_catalog(str(catalog.require("name")), **iceberg_properties(catalog, secret, scratch))
+
+
+def trino(query: Contract, user: str, password: str, catalog: str | None = None) -> Connection:
+    """A DB-API connection to the coordinator: HTTPS, basic auth (call inside ca_bundle_env)."""
+    url = urlsplit(query.url)
+    return trino_connect(
+        host=url.hostname,
+        port=url.port or 443,
+        user=user,
+        auth=BasicAuthentication(user, password),
+        http_scheme="https",
+        catalog=catalog,
+        verify=str(query.ca) if query.ca else True,
+    )
+
+
+def trino_rows(connection: Connection, sql: str) -> list[tuple]:
+    """Run one statement to its end (an INSERT too) and return its rows as tuples."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql)
+        return [tuple(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()

@@ -1,0 +1,451 @@
+"""`lakehouse status`/`verify` for the query path (catalog_db, catalog, query, query_worker), no stack needed.
+
+Contracts are written in the shapes the roles publish; servers are loopback stand-ins (a closed port,
+a TLS server that requires a client certificate, a server that answers a fixed status).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import ssl
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from minio_server import free_port, write_tls_files  # noqa: E402
+
+from lakehouse_cli import LakehouseError, clients, probe  # noqa: E402
+from lakehouse_cli.checks import CHECKS, VerifyContext, check, checks_for, run_checks  # noqa: E402
+from lakehouse_cli.contracts import Contract  # noqa: E402
+
+HOST = "metal-1.sandbox.lakehouse.test"
+CA = "/nowhere/pki/ca.crt"
+
+
+def contract(data: dict, host: str = HOST) -> Contract:
+    return Contract(host=host, service=data["service"], path=Path(f"/state/{data['service']}.json"), data=data)
+
+
+def catalog_db(host: str = HOST, port=5432, ca: str = CA) -> dict:
+    return {
+        "service": "catalog_db",
+        "implementation": "postgresql",
+        "protocol": "postgresql",
+        "scheme": "postgresql",
+        "host": host,
+        "port": port,
+        "url": f"postgresql://{host}:{port}/",
+        "sslmode": "verify-full",
+        "tls": {"ca_ref": ca},
+        "health": {"command": f"pg_isready --host={host} --port={port}"},
+        "databases": ["nessie", "iceberg_catalog"],
+        "admin_credentials_ref": {"user": "postgres", "password": "lakehouse_secret:postgresql/postgres_password"},
+        "credentials_ref": {
+            "nessie": "lakehouse_secret:postgresql/users/nessie",
+            "iceberg": "lakehouse_secret:postgresql/users/iceberg",
+        },
+    }
+
+
+OBJECT_STORAGE = {
+    "endpoint": f"https://{HOST}:9000",
+    "region": "us-east-1",
+    "path_style": True,
+    "access_key": "lakehouse-app",
+    "secret_key_ref": "lakehouse_secret:minio/users/lakehouse-app",
+}
+
+
+def rest_catalog(uri: str = f"https://{HOST}:19120/iceberg/main", ca: str = CA) -> dict:
+    return {
+        "service": "catalog",
+        "type": "rest",
+        "implementation": "nessie",
+        "name": "lakehouse",
+        "url": uri,
+        "warehouse": "s3://warehouse/",
+        "health": {"readiness_url": f"https://{HOST}:19121/q/health/ready"},
+        "tls": {"ca_ref": ca},
+        "rest": {"uri": uri, "warehouse": "warehouse"},
+        "object_storage": OBJECT_STORAGE,
+    }
+
+
+def jdbc_catalog() -> dict:
+    return {
+        "service": "catalog",
+        "type": "jdbc",
+        "implementation": "postgresql",
+        "name": "lakehouse",
+        "url": f"postgresql://{HOST}:5432/iceberg_catalog",
+        "warehouse": "s3://warehouse/jdbc",
+        "health": {"postgresql": {"host": HOST, "port": 5432}},
+        "tls": {"ca_ref": CA},
+        "jdbc": {
+            "host": HOST,
+            "port": 5432,
+            "database": "iceberg_catalog",
+            "user": "iceberg",
+            "password_ref": "lakehouse_secret:postgresql/users/iceberg",
+            "sslmode": "verify-full",
+        },
+        "object_storage": OBJECT_STORAGE,
+    }
+
+
+def query(url: str = f"https://{HOST}:8443", ca: str = CA) -> dict:
+    return {
+        "service": "query",
+        "implementation": "trino",
+        "url": url,
+        "health": {"readiness_url": f"{url}/v1/info"},
+        "tls": {"ca_ref": ca},
+        "credentials_ref": {"user": "admin", "password": "lakehouse_secret:trino/users/admin"},
+        "catalog": "lakehouse",
+        "workers": ["metal-2.sandbox.lakehouse.test"],
+    }
+
+
+def query_worker() -> dict:
+    url = "https://metal-2.sandbox.lakehouse.test:8443"
+    return {
+        "service": "query_worker",
+        "implementation": "trino",
+        "url": url,
+        "health": {"readiness_url": f"{url}/v1/info"},
+        "tls": {"ca_ref": CA},
+        "coordinator": f"https://{HOST}:8443",
+    }
+
+
+def applicable(item: Contract) -> list[str]:
+    return [c.name for c in checks_for(item.service) if c.when(item)]
+
+
+def run_one(item: Contract, name: str, ctx: VerifyContext | None = None) -> list:
+    """The outcomes of one check (exceptions propagate)."""
+    [chosen] = [c for c in checks_for(item.service) if c.name == name and c.when(item)]
+    return list(chosen.run(item, ctx or VerifyContext()))
+
+
+# --- contracts --------------------------------------------------------------------------------
+
+
+def test_the_postgresql_server_of_a_contract():
+    assert contract(catalog_db()).postgresql == (HOST, 5432)
+    assert contract(catalog_db(port="5433")).postgresql == (HOST, 5433)  # as a template may render it
+    assert contract(jdbc_catalog()).postgresql == (HOST, 5432)
+    for other in (rest_catalog(), query(), query_worker()):
+        assert contract(other).postgresql is None
+
+
+def test_a_missing_field_is_named():
+    item = contract(jdbc_catalog())
+    assert item.require("jdbc.password_ref") == "lakehouse_secret:postgresql/users/iceberg"
+    with pytest.raises(LakehouseError, match="the catalog contract of .* has no rest.uri"):
+        item.require("rest.uri")
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def probes(monkeypatch, tmp_path):
+    """Record which probe health() chooses; the CA exists."""
+    calls = []
+    monkeypatch.setattr(probe, "_http_health", lambda url, ca: calls.append(("http", url)) or (True, "healthy"))
+    monkeypatch.setattr(
+        probe, "_postgresql_health", lambda host, port, ca: calls.append(("postgresql", host, port)) or (True, "ready")
+    )
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not parsed here\n")
+    return calls, str(ca)
+
+
+def test_health_probes_by_contract_kind(probes):
+    calls, ca = probes
+    for data in (catalog_db(), jdbc_catalog(), rest_catalog(), query(), query_worker()):
+        data["tls"]["ca_ref"] = ca
+        assert probe.health(contract(data)) == (True, "healthy" if "readiness_url" in data["health"] else "ready")
+    assert calls == [
+        ("postgresql", HOST, 5432),
+        ("postgresql", HOST, 5432),
+        ("http", f"https://{HOST}:19121/q/health/ready"),
+        ("http", f"https://{HOST}:8443/v1/info"),
+        ("http", "https://metal-2.sandbox.lakehouse.test:8443/v1/info"),
+    ]
+
+
+def test_health_without_a_way_to_probe(probes):
+    calls, ca = probes
+    assert probe.health(contract(catalog_db(ca="/nowhere/ca.crt"))) == (False, "unknown (CA /nowhere/ca.crt missing)")
+    no_probe = {"service": "catalog", "url": "x", "tls": {"ca_ref": ca}, "health": {}}
+    assert probe.health(contract(no_probe)) == (False, "unknown (no readiness URL)")
+    assert calls == []
+
+
+def test_postgresql_on_a_closed_port_is_unhealthy_in_one_line(tmp_path):
+    ca = tmp_path / "ca.crt"
+    ca.write_text("")  # never read: nothing answers
+    ok, text = probe.health(contract(catalog_db("127.0.0.1", free_port(), str(ca))))
+    assert (ok, text) == (False, "unreachable (Connection refused)")
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "reason"),
+    [
+        (
+            'connection to server at "h" (127.0.0.1), port 5432 failed: fe_sendauth: no password supplied\n',
+            "password",
+            "fe_sendauth: no password supplied",
+        ),
+        (
+            'connection to server at "h" (127.0.0.1), port 5432 failed: FATAL:  password authentication failed for '
+            'user "postgres"\n',
+            "password",
+            'password authentication failed for user "postgres"',
+        ),
+        (
+            'connection to server at "h" (127.0.0.1), port 5432 failed: FATAL:  pg_hba.conf rejects connection for '
+            'host "127.0.0.1", user "postgres", database "postgres", no encryption\n',
+            "pg_hba",
+            'pg_hba.conf rejects connection for host "127.0.0.1", user "postgres", database "postgres", no encryption',
+        ),
+        (
+            'connection to server at "h" (127.0.0.1), port 5432 failed: SSL error: certificate verify failed\n',
+            None,
+            "SSL error: certificate verify failed",
+        ),
+        (
+            'connection to server at "h" (::1), port 5432 failed: Connection refused\n\tIs the server running on that '
+            'host and accepting TCP/IP connections?\nconnection to server at "h" (127.0.0.1), port 5432 failed: '
+            "timeout expired\n",
+            None,
+            "timeout expired",
+        ),
+    ],
+)
+def test_libpq_refusals_and_reasons(message, kind, reason):
+    import psycopg2
+
+    err = psycopg2.OperationalError(message)
+    assert (probe.postgresql_refusal(err), probe.postgresql_reason(err)) == (kind, reason)
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+def test_each_service_has_its_checks():
+    common = ["readiness"]
+    assert applicable(contract(catalog_db())) == [
+        *common,
+        "anonymous access refused",
+        "default credentials refused",
+        "plain-text connection refused",
+        "authenticated round trip",
+    ]
+    assert applicable(contract(rest_catalog())) == [*common, "anonymous access refused"]
+    assert applicable(contract(jdbc_catalog())) == [*common, "anonymous access refused", "default credentials refused"]
+    assert applicable(contract(query())) == [
+        *common,
+        "anonymous access refused",
+        "default credentials refused",
+        "workers registered",
+        "Iceberg round trip",
+    ]
+    assert applicable(contract(query_worker())) == common
+
+
+def test_postgresql_checks_are_shared_by_catalog_db_and_the_jdbc_catalog():
+    def runs(service: str, name: str):
+        return {c.run for c in checks_for(service) if c.name == name}
+
+    for name in ("anonymous access refused", "default credentials refused"):
+        jdbc = {c.run for c in checks_for("catalog") if c.name == name and c.when(contract(jdbc_catalog()))}
+        assert jdbc == runs("catalog_db", name)
+
+
+# --- secrets stay out of results --------------------------------------------------------------
+
+
+def test_secret_values_are_masked_in_what_checks_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_SECRET_TRINO_USERS_ADMIN", "pa ss/w@rd")
+    ctx = VerifyContext(env=dict(os.environ))
+    monkeypatch.setitem(CHECKS, "test_leaky", [])  # registered for this test only
+
+    @check("test_leaky", "leak")
+    def leak(contract, ctx):
+        value = ctx.secret(contract, "lakehouse_secret:trino/users/admin")
+        raise RuntimeError(f"postgresql://u:pa%20ss%2Fw%40rd@h/db failed\n with {value}")
+
+    (_, result) = run_checks([contract({"service": "test_leaky", "url": "https://x"})], ctx)
+    assert result.detail == "RuntimeError: postgresql://u:<hidden>@h/db failed with <hidden>"
+    assert "pa ss" not in result.result
+
+
+# --- CA trust for the Python clients ----------------------------------------------------------
+
+
+def test_the_ca_bundle_is_set_for_the_block_only(tmp_path, monkeypatch):
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nlakehouse\n-----END CERTIFICATE-----")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+
+    with pytest.raises(RuntimeError), clients.ca_bundle_env([ca, None, ca]) as scratch:
+        bundle = Path(os.environ["SSL_CERT_FILE"])
+        assert {os.environ[name] for name in clients.CA_ENV} == {str(bundle)}
+        assert bundle.parent == scratch and oct(scratch.stat().st_mode & 0o777) == "0o700"
+        assert bundle.read_text().count("lakehouse") == 1  # each CA once, after the system's
+        assert bundle.read_text().endswith("-----END CERTIFICATE-----\n")
+        raise RuntimeError("a failing check")
+
+    assert dict(os.environ) == before
+    assert not scratch.exists()
+
+
+def test_iceberg_properties_for_both_catalog_types(tmp_path):
+    values = {
+        "lakehouse_secret:minio/users/lakehouse-app": "s3-secret",
+        "lakehouse_secret:postgresql/users/iceberg": "p@ss:w/rd",
+        "lakehouse_secret:nessie/client.key": "-----BEGIN PRIVATE KEY-----",
+    }
+    s3 = {
+        "s3.endpoint": f"https://{HOST}:9000",
+        "s3.region": "us-east-1",
+        "s3.access-key-id": "lakehouse-app",
+        "s3.secret-access-key": "s3-secret",
+        "s3.force-virtual-addressing": "false",
+    }
+
+    jdbc = clients.iceberg_properties(contract(jdbc_catalog()), values.__getitem__, tmp_path)
+    assert jdbc == {
+        **s3,
+        "type": "sql",
+        "uri": f"postgresql+psycopg2://iceberg:p%40ss%3Aw%2Frd@{HOST}:5432/iceberg_catalog"
+        "?sslmode=verify-full&sslrootcert=%2Fnowhere%2Fpki%2Fca.crt",
+        "init_catalog_tables": "false",
+        "warehouse": "s3://warehouse/jdbc",
+    }
+
+    rest = rest_catalog()
+    assert clients.iceberg_properties(contract(rest), values.__getitem__, tmp_path) == {
+        **s3,
+        "type": "rest",
+        "uri": rest["rest"]["uri"],
+        "warehouse": "warehouse",
+        "ssl": {"cabundle": CA},
+    }
+    rest["rest"] |= {"client_cert_ref": "/pki/verify.crt", "client_key_ref": "lakehouse_secret:nessie/client.key"}
+    tls = clients.iceberg_properties(contract(rest), values.__getitem__, tmp_path)["ssl"]
+    assert tls == {"cabundle": CA, "client": {"cert": "/pki/verify.crt", "key": str(tmp_path / "client.key")}}
+    assert (tmp_path / "client.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_round_trip_needs_the_catalog_named_by_the_query_contract():
+    ctx = VerifyContext(contracts=[contract(query()), contract(rest_catalog() | {"name": "other"})])
+    with pytest.raises(LakehouseError, match="no published catalog contract is named 'lakehouse'"):
+        run_one(contract(query()), "Iceberg round trip", ctx)
+
+
+# --- refusals over HTTPS, against loopback stand-ins ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    certs = tmp_path_factory.mktemp("tls") / "certs"
+    ca = write_tls_files(certs, "localhost")
+    return ca, certs / "public.crt", certs / "private.key"
+
+
+def serve(tls_files, status: int, client_certificate: bool):
+    """An HTTPS server on localhost that answers every request with `status`."""
+    ca, cert, key = tls_files
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def reply(self):
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = reply
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    if client_certificate:
+        tls.verify_mode = ssl.CERT_REQUIRED
+        tls.load_verify_locations(ca)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"https://localhost:{server.server_address[1]}"
+
+
+@pytest.mark.parametrize(
+    ("status", "client_certificate", "ok", "detail"),
+    [
+        (200, True, True, "refused in the TLS handshake: "),  # then the alert, or a reset that lost it
+        (401, False, True, "401 Unauthorized"),
+        (200, False, False, "ACCEPTED (200 OK)"),
+    ],
+)
+def test_rest_catalog_anonymous_access(tls_files, status, client_certificate, ok, detail):
+    server, url = serve(tls_files, status, client_certificate)
+    try:
+        [result] = run_one(contract(rest_catalog(f"{url}/iceberg/main", str(tls_files[0]))), "anonymous access refused")
+    finally:
+        server.shutdown()
+    assert (result.endpoint, result.ok) == (f"{url}/iceberg/main/v1/config", ok)
+    assert result.detail.startswith(detail)
+
+
+@pytest.mark.parametrize(("status", "ok"), [(401, True), (200, False)])
+def test_trino_refuses_anonymous_and_default_credentials(tls_files, status, ok):
+    server, url = serve(tls_files, status, client_certificate=False)
+    try:
+        item = contract(query(url, str(tls_files[0])))
+        results = [*run_one(item, "anonymous access refused"), *run_one(item, "default credentials refused")]
+    finally:
+        server.shutdown()
+    for result in results:
+        assert (result.endpoint, result.ok) == (f"{url}/v1/statement", ok)
+
+
+class Accepted:
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok", "detail"),
+    [
+        ("FATAL:  pg_hba.conf rejects connection for host, no encryption", True, "pg_hba.conf rejects"),
+        ("fe_sendauth: no password supplied", False, "no password supplied (expected a pg_hba refusal)"),
+        ("Connection refused", False, "Connection refused"),
+        (None, False, "postgres is ACCEPTED"),
+    ],
+)
+def test_a_plain_text_connection_must_be_refused_by_pg_hba(monkeypatch, answer, ok, detail):
+    import psycopg2
+
+    def connect(host, port, ca, user, password, sslmode):
+        assert (host, port, user, password, sslmode) == (HOST, 5432, "postgres", "", "disable")
+        if answer is None:
+            return Accepted()
+        raise psycopg2.OperationalError(f'connection to server at "{host}" (192.0.2.1), port 5432 failed: {answer}\n')
+
+    monkeypatch.setattr(probe, "postgresql_connect", connect)
+    [result] = run_one(contract(catalog_db()), "plain-text connection refused")
+    assert (result.endpoint, result.ok) == (f"postgresql://postgres@{HOST}:5432?sslmode=disable", ok)
+    assert detail in result.detail
