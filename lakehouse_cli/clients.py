@@ -16,7 +16,7 @@ from trino.auth import BasicAuthentication
 from trino.dbapi import Connection
 from trino.dbapi import connect as trino_connect
 
-from lakehouse_cli.contracts import REF_PREFIX, Contract
+from lakehouse_cli.contracts import Contract
 
 # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override an explicit `verify` (pyiceberg REST, trino),
 # pyarrow's S3 reads only SSL_CERT_FILE and s3fs (botocore) only AWS_CA_BUNDLE: the bundle goes in all.
@@ -76,26 +76,13 @@ def iceberg_properties(catalog: Contract, secret: Secret, scratch: Path) -> dict
         }
     rest = catalog.require("rest")
     tls = {"cabundle": str(catalog.ca)} if catalog.ca else {}
-    if rest.get("client_cert_ref"):  # Nessie behind mutual TLS
-        tls["client"] = {
-            "cert": pem_file(rest["client_cert_ref"], secret, scratch / "client.crt"),
-            "key": pem_file(catalog.require("rest.client_key_ref"), secret, scratch / "client.key"),
-        }
+    properties |= {"token": secret(rest["token_ref"])} if rest.get("token_ref") else {}  # a bearer token
     return properties | {
         "type": "rest",
         "uri": catalog.require("rest.uri"),
         "warehouse": catalog.require("rest.warehouse"),
         "ssl": tls,
     }
-
-
-def pem_file(ref: str, secret: Secret, target: Path) -> str:
-    """A file path for a PEM reference: a path as it is, a lakehouse_secret: value written to `target` (0600)."""
-    if not ref.startswith(REF_PREFIX):
-        return str(Path(ref).expanduser())
-    target.touch(mode=0o600)
-    target.write_text(secret(ref) + "\n")
-    return str(target)
 
 
 def iceberg_catalog(catalog: Contract, secret: Secret, scratch: Path) -> Catalog:

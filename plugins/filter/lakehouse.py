@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 
 # Trino's password file takes PBKDF2 (HMAC-SHA1, what Trino 476 verifies with) as
 # <iterations>:<salt hex>:<hash hex>.
@@ -27,6 +32,33 @@ def trino_password_hash(password: str, salt: str, iterations: int = PBKDF2_ITERA
     return f"{iterations}:{salt_bytes.hex()}:{digest.hex()}"
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_rs256(claims: dict, private_key_pem: str) -> str:
+    """A JSON Web Token signed with RS256. PKCS#1 v1.5 signatures are deterministic, so the same
+    key and claims give the same token on every run (nothing changes on a second run)."""
+    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    payload = _b64url(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+    signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
+def public_key_der_b64(private_key_pem: str) -> str:
+    """The public half of a PEM private key, as base64 DER (SubjectPublicKeyInfo), e.g. for an
+    OIDC server's local token verification."""
+    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
 class FilterModule:
     def filters(self):
-        return {"lakehouse_artifact_path": artifact_path, "lakehouse_trino_password_hash": trino_password_hash}
+        return {
+            "lakehouse_artifact_path": artifact_path,
+            "lakehouse_trino_password_hash": trino_password_hash,
+            "lakehouse_jwt_rs256": jwt_rs256,
+            "lakehouse_public_key_der_b64": public_key_der_b64,
+        }

@@ -316,7 +316,7 @@ def test_iceberg_properties_for_both_catalog_types(tmp_path):
     values = {
         "lakehouse_secret:minio/users/lakehouse-app": "s3-secret",
         "lakehouse_secret:postgresql/users/iceberg": "p@ss:w/rd",
-        "lakehouse_secret:nessie/client.key": "-----BEGIN PRIVATE KEY-----",
+        "lakehouse_secret:nessie/client_token": "t0ken",
     }
     s3 = {
         "s3.endpoint": f"https://{HOST}:9000",
@@ -344,10 +344,8 @@ def test_iceberg_properties_for_both_catalog_types(tmp_path):
         "warehouse": "warehouse",
         "ssl": {"cabundle": CA},
     }
-    rest["rest"] |= {"client_cert_ref": "/pki/verify.crt", "client_key_ref": "lakehouse_secret:nessie/client.key"}
-    tls = clients.iceberg_properties(contract(rest), values.__getitem__, tmp_path)["ssl"]
-    assert tls == {"cabundle": CA, "client": {"cert": "/pki/verify.crt", "key": str(tmp_path / "client.key")}}
-    assert (tmp_path / "client.key").stat().st_mode & 0o777 == 0o600
+    rest["rest"] |= {"token_ref": "lakehouse_secret:nessie/client_token"}
+    assert clients.iceberg_properties(contract(rest), values.__getitem__, tmp_path)["token"] == "t0ken"
 
 
 def test_the_round_trip_needs_the_catalog_named_by_the_query_contract():

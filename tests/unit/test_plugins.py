@@ -156,3 +156,25 @@ def test_trino_password_hash_is_pbkdf2_and_reproducible():
     assert bytes.fromhex(digest) == hashlib.pbkdf2_hmac("sha1", b"s3cret-value", b"saltsaltsalt", 1000, 32)
     assert encoded == filter_plugin.trino_password_hash("s3cret-value", "saltsaltsalt", iterations=1000)
     assert encoded != filter_plugin.trino_password_hash("s3cret-value", "othersalt000", iterations=1000)
+
+
+def test_jwt_is_rs256_verifiable_and_reproducible():
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    claims = {"iss": "lakehouse-test", "sub": "client", "exp": 4102444800}
+    token = filter_plugin.jwt_rs256(claims, pem)
+    assert token == filter_plugin.jwt_rs256(claims, pem)
+    header, payload, signature = token.split(".")
+    pad = lambda part: base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))  # noqa: E731
+    assert json.loads(pad(header)) == {"alg": "RS256", "typ": "JWT"}
+    assert json.loads(pad(payload)) == claims
+    public = serialization.load_der_public_key(base64.b64decode(filter_plugin.public_key_der_b64(pem)))
+    public.verify(pad(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
