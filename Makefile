@@ -9,9 +9,10 @@ LAKEHOUSE := .venv/bin/python -m lakehouse_cli
 
 .PHONY: up verify status test down artifacts setup
 
-## Bring the lakehouse up on the sandbox (local systemd hosts) and print its endpoints.
+## Bring the lakehouse up on the sandbox (local systemd hosts), print its endpoints, verify it end to end.
 up: setup
 	$(LAKEHOUSE) up -i $(INVENTORY)
+	$(LAKEHOUSE) verify -i $(INVENTORY)
 
 ## Check every published endpoint: health, anonymous and default-credential refusal, a round trip.
 verify: setup

