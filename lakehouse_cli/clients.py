@@ -3,6 +3,7 @@ coordinator, and the CA trust both need (the recipe: docs/design/query-path.md).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
 import tempfile
@@ -26,19 +27,26 @@ Secret = Callable[[str], str]  # the value behind a lakehouse_secret: reference
 
 
 @contextmanager
-def ca_bundle_env(cas: Iterable[Path | None]) -> Iterator[Path]:
+def ca_bundle_env(cas: Iterable[Path | None], bundles: Path | None = None) -> Iterator[Path]:
     """For the block, every Python client trusts the system CAs plus `cas` (through CA_ENV).
 
-    Yields a private scratch directory, which holds the bundle and is removed afterwards; the
-    environment is restored as it was.
+    Yields a private scratch directory, removed afterwards; the environment is restored as it was.
+    The bundle itself is content-addressed under `bundles` (default: the lakehouse cache) and kept:
+    pyarrow's S3 client reads its CA path once per process, so a later block must find it again.
     """
     system = ssl.get_default_verify_paths().cafile
     files = [Path(system)] if system else []
     files += dict.fromkeys(ca for ca in cas if ca)  # each CA once, in order
+    text = "".join(file.read_text().rstrip("\n") + "\n" for file in files)
+    bundles = bundles or Path(os.environ.get("LAKEHOUSE_CACHE") or Path.home() / ".cache" / "lakehouse") / "ca-bundles"
+    bundles.mkdir(parents=True, exist_ok=True)
+    bundle = bundles / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.pem"
+    if not bundle.exists():
+        partial = bundle.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.replace(bundle)  # atomic: a concurrent reader never sees half a bundle
     saved = {name: os.environ.get(name) for name in CA_ENV}
     with tempfile.TemporaryDirectory(prefix="lakehouse-") as scratch:
-        bundle = Path(scratch) / "ca-bundle.pem"
-        bundle.write_text("".join(file.read_text().rstrip("\n") + "\n" for file in files))
         os.environ.update(dict.fromkeys(CA_ENV, str(bundle)))
         try:
             yield Path(scratch)

@@ -300,16 +300,17 @@ def test_the_ca_bundle_is_set_for_the_block_only(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     before = dict(os.environ)
 
-    with pytest.raises(RuntimeError), clients.ca_bundle_env([ca, None, ca]) as scratch:
+    with pytest.raises(RuntimeError), clients.ca_bundle_env([ca, None, ca], tmp_path / "bundles") as scratch:
         bundle = Path(os.environ["SSL_CERT_FILE"])
         assert {os.environ[name] for name in clients.CA_ENV} == {str(bundle)}
-        assert bundle.parent == scratch and oct(scratch.stat().st_mode & 0o777) == "0o700"
+        assert bundle.parent == tmp_path / "bundles" and oct(scratch.stat().st_mode & 0o777) == "0o700"
         assert bundle.read_text().count("lakehouse") == 1  # each CA once, after the system's
         assert bundle.read_text().endswith("-----END CERTIFICATE-----\n")
         raise RuntimeError("a failing check")
 
     assert dict(os.environ) == before
     assert not scratch.exists()
+    assert bundle.exists()  # pyarrow's S3 client keeps using the first path it saw in a process
 
 
 def test_iceberg_properties_for_both_catalog_types(tmp_path):
