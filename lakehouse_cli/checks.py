@@ -340,16 +340,27 @@ def postgresql_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Ou
 # --- Iceberg REST catalog (Nessie) -----------------------------------------------------------
 
 
+def _rest_config_url(contract: Contract) -> str:
+    return f"{str(contract.require('rest.uri')).rstrip('/')}/v1/config"
+
+
 @check("catalog", "anonymous access refused", when=is_rest)
 def rest_catalog_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
-    # The catalog requires a TLS client certificate (mutual TLS): without one the handshake fails.
-    # An authenticating server's 401/403 counts as refused too.
-    url = f"{str(contract.require('rest.uri')).rstrip('/')}/v1/config"
+    # The catalog requires a bearer token; a TLS refusal (a server asking for client certificates) counts too.
+    url = _rest_config_url(contract)
     reply = probe.request(url, contract.ca)
     if probe.tls_refused(reply):
         yield Outcome(url, True, f"refused in the TLS handshake: {reply.detail}")
     else:
         yield _http_refused(url, reply, (401, 403))
+
+
+@check("catalog", "forged token refused", when=is_rest)
+def rest_catalog_forged_token_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    # A well-formed token with plausible claims, signed by a key the catalog does not trust.
+    url = _rest_config_url(contract)
+    reply = probe.request(url, contract.ca, headers={"Authorization": f"Bearer {clients.forged_token()}"})
+    yield _http_refused(url, reply, (401, 403))
 
 
 # --- query (Trino) ---------------------------------------------------------------------------

@@ -3,15 +3,20 @@ coordinator, and the CA trust both need (the recipe: docs/design/query-path.md).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pyiceberg.catalog import Catalog, load_catalog
 from trino.auth import BasicAuthentication
 from trino.dbapi import Connection
@@ -56,6 +61,20 @@ def ca_bundle_env(cas: Iterable[Path | None], bundles: Path | None = None) -> It
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged_token() -> str:
+    """An RS256 JWT that looks like the catalog's tokens but is signed by a throw-away key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    header = {"alg": "RS256", "typ": "JWT"}
+    claims = {"iss": "lakehouse", "sub": "lakehouse-clients", "iat": now, "exp": now + 3600}
+    signed = ".".join(_b64url(json.dumps(part).encode()) for part in (header, claims))
+    return f"{signed}.{_b64url(key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256()))}"
 
 
 def iceberg_properties(catalog: Contract, secret: Secret, scratch: Path) -> dict:

@@ -101,6 +101,7 @@ def test_verify_rest_catalog_pyiceberg_and_trino_both_ways(sandbox):
         "catalog_db default credentials refused",
         "catalog_db plain-text connection refused",
         "catalog anonymous access refused",
+        "catalog forged token refused",
         "query anonymous access refused",
         "query default credentials refused",
     } <= refusals

@@ -250,7 +250,7 @@ def test_each_service_has_its_checks():
         "plain-text connection refused",
         "authenticated round trip",
     ]
-    assert applicable(contract(rest_catalog())) == [*common, "anonymous access refused"]
+    assert applicable(contract(rest_catalog())) == [*common, "anonymous access refused", "forged token refused"]
     assert applicable(contract(jdbc_catalog())) == [*common, "anonymous access refused", "default credentials refused"]
     assert applicable(contract(query())) == [
         *common,
