@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "anonymous and default credentials refused, an authenticated put/get/delete round trip. Catalog database "
         "(PostgreSQL): anonymous, default credentials and plain-text connections refused, an authenticated "
         "SELECT 1 over TLS. Catalog: anonymous access refused (REST: no bearer token, and a token signed by "
-        "an untrusted key; JDBC: as the catalog database, and default credentials). Query (Trino): anonymous and default credentials refused, "
+        "an untrusted key; JDBC: as the catalog database, and default credentials). Query (Trino): anonymous "
+        "and default credentials refused, "
         "every worker registered, and an Iceberg round trip: pyiceberg writes a table that Trino reads, Trino "
         "adds a row that pyiceberg reads back, then the table is dropped.",
     )
