@@ -7,6 +7,7 @@ store and state directory point into a temporary directory, so nothing outside i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -158,3 +159,68 @@ def test_postgresql_default_password_is_never_printed(apply_role):
     assert "well-known default" in output
     assert "LAKEHOUSE_SECRET_POSTGRESQL_POSTGRES_PASSWORD" not in output
     assert "'postgres'" not in output
+
+
+# An external object storage and catalog database, declared in the inventory as contracts: the
+# catalog role needs nothing else (no host of those groups).
+EXTERNAL_CONTRACTS = """\
+lakehouse_contracts:
+  object_storage:
+    url: https://s3.storage.lakehouse.test
+    region: eu-west-1
+    path_style: true
+    buckets: [warehouse]
+    users_ref: {lakehouse-app: "lakehouse_secret:s3/users/lakehouse-app"}
+  catalog_db:
+    implementation: postgresql
+    host: db.lakehouse.test
+    port: 5432
+    sslmode: verify-full
+    tls: {ca_ref: /nonexistent/ca.crt}
+    databases: [iceberg_catalog]
+    credentials_ref: {iceberg: "lakehouse_secret:postgresql/users/iceberg"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "message"),
+    [
+        pytest.param("iceberg_catalog_type: nessie\n", "value of iceberg_catalog_type must be one of", id="bad-type"),
+        pytest.param("iceberg_catalog_type: hive\n", "needs iceberg_catalog_hive_metastore_uri", id="hive-no-uri"),
+        pytest.param(
+            "iceberg_catalog_type: hive\niceberg_catalog_hive_metastore_uri: thrift://192.0.2.5:9083\n",
+            "IP literals are refused",
+            id="hive-ip-literal",
+        ),
+        pytest.param("iceberg_catalog_type: glue\n", "needs iceberg_catalog_glue_region", id="glue-no-region"),
+        pytest.param(
+            "iceberg_catalog_type: rest\n", "needs the database nessie and the login role nessie", id="rest-no-db"
+        ),
+        pytest.param("iceberg_catalog_bucket: lake\n", "must list the bucket lake", id="unknown-bucket"),
+    ],
+)
+def test_catalog_bad_input_fails_before_any_change(apply_role, tmp_path, extra_vars, message):
+    assert_refused_before_any_change(
+        apply_role, tmp_path, "iceberg_catalog", EXTERNAL_CONTRACTS + extra_vars, {}, message
+    )
+
+
+def test_catalog_without_an_object_storage_contract_names_what_is_missing(apply_role, tmp_path):
+    assert_refused_before_any_change(
+        apply_role, tmp_path, "iceberg_catalog", "", {}, "no object_storage contract; run the play of the"
+    )
+
+
+def test_glue_catalog_publishes_its_contract_and_installs_nothing(apply_role, tmp_path):
+    glue = "iceberg_catalog_type: glue\niceberg_catalog_glue_region: eu-west-1\n"
+    glue += f"ansible_python_interpreter: {sys.executable}\n"  # modules run on the controller
+    result, output = apply_role("iceberg_catalog", EXTERNAL_CONTRACTS + glue)
+    assert result.returncode == 0, output[-3000:]
+    contract = json.loads((tmp_path / "state" / "contracts" / "preflight.lakehouse.test" / "catalog.json").read_text())
+    assert contract["type"] == "glue" and contract["glue"] == {"region": "eu-west-1", "catalog_id": ""}
+    assert contract["object_storage"]["endpoint"] == "https://s3.storage.lakehouse.test"
+    assert "lakehouse-nessie" not in output and not (tmp_path / "secrets" / "nessie").exists()
+
+
+def test_trino_without_a_catalog_contract_names_what_is_missing(apply_role, tmp_path):
+    assert_refused_before_any_change(apply_role, tmp_path, "trino", "", {}, "no catalog contract; run the play of")
