@@ -16,7 +16,9 @@ description:
     without the store. A variable can of course also be set to another lookup (vault, hashi_vault).
 options:
   _terms:
-    description: Credential paths inside the store.
+    description:
+      - Credential paths inside the store, or the references that contracts publish,
+        C(lakehouse_secret:<path>).
     required: true
   store:
     description: Directory of the secret store.
@@ -54,6 +56,7 @@ from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
 _ALPHABET = string.ascii_letters + string.digits
+REF_PREFIX = "lakehouse_secret:"
 _TERM = re.compile(r"^[a-z0-9][a-z0-9_.-]*(/[a-z0-9][a-z0-9_.-]*)*$")
 
 
@@ -90,6 +93,7 @@ class LookupModule(LookupBase):
         length = self.get_option("length")
         values = []
         for term in terms:
+            term = term.removeprefix(REF_PREFIX)  # a contract's credential reference names the same path
             if not _TERM.match(term):
                 raise AnsibleLookupError(f"lakehouse_secret: invalid credential path {term!r}")
             values.append(os.environ.get(env_name(term)) or read_or_create(store, term, length))

@@ -86,6 +86,15 @@ def test_lookup_prefers_the_environment(tmp_path):
     assert not (tmp_path / "minio").exists(), "an injected secret must not be written to the store"
 
 
+def test_lookup_takes_a_contract_reference_for_the_same_path(tmp_path):
+    stored = ansible_lookup("minio/users/app", tmp_path)
+    referenced = ansible_lookup("lakehouse_secret:minio/users/app", tmp_path)
+    assert stored.returncode == 0 and referenced.returncode == 0, referenced.stdout + referenced.stderr
+    value = (tmp_path / "minio" / "users" / "app").read_text().strip()
+    assert value in stored.stdout and value in referenced.stdout
+    assert os.listdir(tmp_path) == ["minio"]
+
+
 def test_lookup_rejects_path_traversal(tmp_path):
     result = ansible_lookup("../outside", tmp_path)
     assert result.returncode != 0
