@@ -443,8 +443,8 @@ def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outco
     )
     name = f"{VERIFY_NAMESPACE}.rt_{secrets.token_hex(6)}"
     with (
-        clients.ca_bundle_env([contract.ca, catalog.ca]) as scratch,
-        clients.iceberg_catalog(catalog, lambda ref: ctx.secret(catalog, ref), scratch) as iceberg,
+        clients.ca_bundle_env([contract.ca, catalog.ca]),
+        clients.iceberg_catalog(catalog, lambda ref: ctx.secret(catalog, ref)) as iceberg,
     ):
         iceberg.create_namespace_if_not_exists(VERIFY_NAMESPACE)
         table = iceberg.create_table(name, schema=ROUND_TRIP_SCHEMA)

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -35,9 +34,9 @@ Secret = Callable[[str], str]  # the value behind a lakehouse_secret: reference
 def ca_bundle_env(cas: Iterable[Path | None], bundles: Path | None = None) -> Iterator[Path]:
     """For the block, every Python client trusts the system CAs plus `cas` (through CA_ENV).
 
-    Yields a private scratch directory, removed afterwards; the environment is restored as it was.
-    The bundle itself is content-addressed under `bundles` (default: the lakehouse cache) and kept:
-    pyarrow's S3 client reads its CA path once per process, so a later block must find it again.
+    Yields the bundle; the environment is restored as it was afterwards. The bundle is
+    content-addressed under `bundles` (default: the lakehouse cache) and kept: pyarrow's S3
+    client reads its CA path once per process, so a later block must find it again.
     """
     system = ssl.get_default_verify_paths().cafile
     files = [Path(system)] if system else []
@@ -51,16 +50,15 @@ def ca_bundle_env(cas: Iterable[Path | None], bundles: Path | None = None) -> It
         partial.write_text(text)
         partial.replace(bundle)  # atomic: a concurrent reader never sees half a bundle
     saved = {name: os.environ.get(name) for name in CA_ENV}
-    with tempfile.TemporaryDirectory(prefix="lakehouse-") as scratch:
-        os.environ.update(dict.fromkeys(CA_ENV, str(bundle)))
-        try:
-            yield Path(scratch)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    os.environ.update(dict.fromkeys(CA_ENV, str(bundle)))
+    try:
+        yield bundle
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _b64url(data: bytes) -> str:
@@ -77,7 +75,7 @@ def forged_token() -> str:
     return f"{signed}.{_b64url(key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256()))}"
 
 
-def iceberg_properties(catalog: Contract, secret: Secret, scratch: Path) -> dict:
+def iceberg_properties(catalog: Contract, secret: Secret) -> dict:
     """pyiceberg properties for a published catalog: REST (Nessie), or SQL on the JDBC catalog's database."""
     storage = catalog.require("object_storage")
     properties = {
@@ -112,9 +110,9 @@ def iceberg_properties(catalog: Contract, secret: Secret, scratch: Path) -> dict
     }
 
 
-def iceberg_catalog(catalog: Contract, secret: Secret, scratch: Path) -> Catalog:
+def iceberg_catalog(catalog: Contract, secret: Secret) -> Catalog:
     """The published catalog through pyiceberg (call inside ca_bundle_env)."""
-    return load_catalog(str(catalog.require("name")), **iceberg_properties(catalog, secret, scratch))
+    return load_catalog(str(catalog.require("name")), **iceberg_properties(catalog, secret))
 
 
 def trino(query: Contract, user: str, password: str, catalog: str | None = None) -> Connection:
