@@ -105,8 +105,18 @@ class _PKI:
         key_file.chmod(0o600)
         return crt, key_file
 
-    def issue(self, stem: str, common_name: str, groups: tuple[str, ...] = (), server: bool = False):
-        """Client cert (CN = user, O = groups, as the API server reads them) or the serving cert."""
+    def issue(
+        self,
+        stem: str,
+        common_name: str,
+        groups: tuple[str, ...] = (),
+        server: bool = False,
+        addresses: tuple[str, ...] = (),
+    ):
+        """Client cert (CN = user, O = groups, as the API server reads them) or a serving cert.
+
+        A serving cert names loopback, the kubernetes Service and any extra `addresses` (IPs or names).
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
         attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
@@ -119,10 +129,14 @@ class _PKI:
         if server:
             # In-cluster names too, so a client using the kubernetes Service name would verify.
             names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
-            sans = [x509.DNSName(n) for n in names] + [
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(next(ipaddress.ip_network(SERVICE_CIDR).hosts())),
-            ]
+            ips = ["127.0.0.1", str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))]
+            for extra in addresses:
+                try:
+                    ips.append(str(ipaddress.ip_address(extra)))
+                except ValueError:
+                    names.append(extra)
+            sans = [x509.DNSName(n) for n in dict.fromkeys(names)]
+            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in dict.fromkeys(ips)]
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return self._write(stem, builder.sign(self.ca_key, hashes.SHA256()), key)
 
@@ -148,13 +162,21 @@ class ControlPlane:
     Attributes once entered: kubeconfig (admin, system:masters), env (for subprocesses: KUBECONFIG,
     helm on PATH, helm's state kept in the temp dir), bin_dir, versions (the build pins),
     server (URL), nodes (kwok Node names), startup_seconds.
+
+    Subclasses (tests/node.py) reuse the PKI, the store, API server, controller-manager and
+    scheduler, and replace the nodes: `address` is where the API server binds and advertises,
+    `_apiserver_flags` adds to its flags, `_start_nodes` brings up whatever runs the Pods.
     """
+
+    address = "127.0.0.1"
+    binaries = BINARIES
+    dir_prefix = "lakehouse-controlplane-"
 
     def __init__(self, bin_dir: Path | str | None = None, startup_timeout: float = 180.0):
         self.versions = build_env()
         self.bin_dir = Path(bin_dir or os.environ.get("LAKEHOUSE_CONTROLPLANE_BIN") or self.versions["BIN_DIR"])
         self.kwok_stages = Path(self.versions["KWOK_STAGES"])
-        missing = [name for name in BINARIES if not (self.bin_dir / name).is_file()]
+        missing = [name for name in self.binaries if not (self.bin_dir / name).is_file()]
         if not self.kwok_stages.is_file():
             missing.append(self.kwok_stages.name)
         if missing:
@@ -171,7 +193,7 @@ class ControlPlane:
 
     def __enter__(self) -> Self:
         started = time.monotonic()
-        self.dir = Path(tempfile.mkdtemp(prefix="lakehouse-controlplane-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=self.dir_prefix))
         try:
             self._start_all(deadline=started + self.startup_timeout)
         except BaseException:
@@ -201,14 +223,27 @@ class ControlPlane:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _start_all(self, deadline: float) -> None:
+        pki = self._start_control_plane(deadline)
+        self._start_nodes(pki, deadline)
+        # Pods are refused until the ServiceAccount controller has made the namespace's default SA.
+        sa_path = "/api/v1/namespaces/default/serviceaccounts/default"
+        self._wait("default ServiceAccount", lambda: self.request("GET", sa_path)[0] == 200, deadline)
+
+    def _apiserver_flags(self, pki: _PKI) -> list[str]:
+        """What differs between tiers; here: no kubelet, nothing to publish for the kubernetes Service."""
+        # Endpoints may not hold a loopback address, so do not publish one for the kubernetes Service.
+        return ["--endpoint-reconciler-type=none"]
+
+    def _start_control_plane(self, deadline: float) -> _PKI:
+        """kine, kube-apiserver, kube-controller-manager, kube-scheduler; returns the PKI for more certs."""
         d = self.dir
-        pki = _PKI(d)
+        pki = self.pki = _PKI(d)
         self.ca = pki.ca_crt
-        serving = pki.issue("apiserver", "kube-apiserver", server=True)
+        serving = pki.issue("apiserver", "kube-apiserver", server=True, addresses=(self.address,))
         sa_pub, sa_key = pki.service_account_keys()
         ports = {name: _free_port() for name in ("kine", "apiserver", "kcm", "scheduler")}
         self.port = ports["apiserver"]
-        self.server = f"https://127.0.0.1:{self.port}"
+        self.server = f"https://{self.address}:{self.port}"
         # The built-in RBAC bindings know these user names; admin and kwok get system:masters.
         self.admin_cert = pki.issue("admin", "lakehouse-admin", ("system:masters",))
         self.kubeconfig = self._kubeconfig("admin", self.admin_cert)
@@ -217,7 +252,6 @@ class ControlPlane:
         # Serving certs from our CA, so their /healthz can be checked with verification on.
         kcm_tls = pki.issue("kcm-serving", "kube-controller-manager", server=True)
         sched_tls = pki.issue("scheduler-serving", "kube-scheduler", server=True)
-        kwok_cfg = self._kubeconfig("kwok", pki.issue("kwok", "kwok-controller", ("system:masters",)))
 
         self._spawn(
             "kine",
@@ -231,11 +265,10 @@ class ControlPlane:
         self._spawn(
             "kube-apiserver",
             [
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.address}",
                 f"--secure-port={self.port}",
-                "--advertise-address=127.0.0.1",
-                # Endpoints may not hold a loopback address, so do not publish one for the kubernetes Service.
-                "--endpoint-reconciler-type=none",
+                f"--advertise-address={self.address}",
+                *self._apiserver_flags(pki),
                 f"--etcd-servers=http://127.0.0.1:{ports['kine']}",
                 f"--tls-cert-file={serving[0]}",
                 f"--tls-private-key-file={serving[1]}",
@@ -264,6 +297,13 @@ class ControlPlane:
             ],
         )
         self._spawn("kube-scheduler", self._component_flags(sched_cfg, ports["scheduler"], sched_tls))
+        self._wait("kube-controller-manager /healthz", lambda: self._healthz(ports["kcm"]), deadline)
+        self._wait("kube-scheduler /healthz", lambda: self._healthz(ports["scheduler"]), deadline)
+        return pki
+
+    def _start_nodes(self, pki: _PKI, deadline: float) -> None:
+        """kwok and its fake Nodes."""
+        kwok_cfg = self._kubeconfig("kwok", pki.issue("kwok", "kwok-controller", ("system:masters",)))
         self._spawn(
             "kwok",
             [
@@ -281,19 +321,15 @@ class ControlPlane:
             status, body = self.request("POST", "/api/v1/nodes", self._node(name))
             if status not in (201, 409):
                 raise ControlPlaneError(f"creating Node {name}: HTTP {status} {body}")
-        self._wait("kube-controller-manager /healthz", lambda: self._healthz(ports["kcm"]), deadline)
-        self._wait("kube-scheduler /healthz", lambda: self._healthz(ports["scheduler"]), deadline)
         self._wait("kwok nodes Ready", self._nodes_ready, deadline)
-        # Pods are refused until the ServiceAccount controller has made the namespace's default SA.
-        sa_path = "/api/v1/namespaces/default/serviceaccounts/default"
-        self._wait("default ServiceAccount", lambda: self.request("GET", sa_path)[0] == 200, deadline)
 
     # -- pieces ------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], executable: Path | str | None = None) -> subprocess.Popen:
+        """Start bin_dir/name (or `executable`), logging to name.log in the temp dir."""
         with open(self.dir / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
-                [str(self.bin_dir / name), *args],
+                [str(executable or self.bin_dir / name), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -302,6 +338,7 @@ class ControlPlane:
                 preexec_fn=_die_with_parent,
             )
         self._procs.append((name, proc))
+        return proc
 
     def _component_flags(self, kubeconfig: Path, port: int, tls: tuple[Path, Path]) -> list[str]:
         """Flags shared by controller-manager and scheduler: own kubeconfig, HTTPS on loopback."""
@@ -387,7 +424,7 @@ class ControlPlane:
         ctx = ssl.create_default_context(cafile=str(self.ca))
         if authenticated:
             ctx.load_cert_chain(*map(str, self.admin_cert))
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=10)
+        conn = http.client.HTTPSConnection(self.address, self.port, context=ctx, timeout=10)
         try:
             data = json.dumps(body).encode() if body is not None else None
             conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
