@@ -146,7 +146,9 @@ def test_delivery_engine_refuses_to_run_alone(apply_role):
         pytest.param(
             "postgresql_users: [{name: postgres}]\n", {}, "the superuser `postgres`", id="superuser-as-declared-user"
         ),
-        pytest.param("lakehouse_delivery: helm\n", {}, "delivered on systemd hosts only", id="helm-delivery"),
+        pytest.param(
+            "postgresql_client_networks: [everyone]\n", {}, "invalid CIDR is refused: everyone", id="not-a-range"
+        ),
         pytest.param("postgresql_port: many\n", {}, "postgresql_port", id="arg-spec-type"),
     ],
 )

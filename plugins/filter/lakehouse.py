@@ -25,6 +25,22 @@ def artifact_path(name: str, table: dict, root: str) -> str:
     return f"{root}/{name}/{entry['version']}/{leaf}"
 
 
+def endpoint_name(workload: str, endpoint: dict) -> str:
+    """The DNS name a service is published under: the host's own name on a metal host, the
+    Service's name <workload>.<namespace>.svc.<cluster domain> on a cluster host."""
+    if endpoint["delivery"] == "helm":
+        return f"{workload}.{endpoint['namespace']}.svc.{endpoint['cluster_domain']}"
+    return endpoint["host_name"]
+
+
+def cluster_aliases(workload: str, endpoint: dict) -> list[str]:
+    """The shorter names a pod may use for the same Service (for its certificate); none on metal."""
+    if endpoint["delivery"] != "helm":
+        return []
+    namespace = endpoint["namespace"]
+    return [workload, f"{workload}.{namespace}", f"{workload}.{namespace}.svc"]
+
+
 def trino_password_hash(password: str, salt: str, iterations: int = PBKDF2_ITERATIONS) -> str:
     """A Trino password-file hash, reproducible from a stored salt so a second run changes nothing."""
     salt_bytes = salt.encode()
@@ -58,6 +74,8 @@ class FilterModule:
     def filters(self):
         return {
             "lakehouse_artifact_path": artifact_path,
+            "lakehouse_endpoint_name": endpoint_name,
+            "lakehouse_cluster_aliases": cluster_aliases,
             "lakehouse_trino_password_hash": trino_password_hash,
             "lakehouse_jwt_rs256": jwt_rs256,
             "lakehouse_public_key_der_b64": public_key_der_b64,

@@ -26,12 +26,12 @@ SECRETS = EPHEMERAL / "secrets"
 STATE = EPHEMERAL / "state"
 DOMAIN = "molecule.lakehouse.test"
 STORE, CATALOG, COORDINATOR, WORKER = (f"{name}-1.{DOMAIN}" for name in ("store", "catalog", "coordinator", "worker"))
-UNITS = ("lakehouse-minio", "lakehouse-postgresql", "lakehouse-nessie", "lakehouse-trino")
+UNITS = ("lakehouse-minio", "lakehouse-postgresql", "lakehouse-nessie", "lakehouse-trino", "lakehouse-trino-worker")
 RUNS = {
     STORE: {"lakehouse-minio", "lakehouse-postgresql"},
     CATALOG: {"lakehouse-nessie"},
     COORDINATOR: {"lakehouse-trino"},
-    WORKER: {"lakehouse-trino"},
+    WORKER: {"lakehouse-trino-worker"},
 }
 # Checks that must be among those `lakehouse verify` runs here, one per layer boundary at least.
 EXPECTED_CHECKS = {
@@ -141,8 +141,8 @@ def test_the_worker_drains_on_stop(host):
     if host.backend.get_hostname() != WORKER:
         pytest.skip("not a worker")
     since = host.run("date +%s").stdout.strip()
-    assert host.run("systemctl stop lakehouse-trino.service").rc == 0
-    journal = host.run(f"journalctl -u lakehouse-trino.service --since @{since} --no-pager -o cat").stdout
+    assert host.run("systemctl stop lakehouse-trino-worker.service").rc == 0
+    journal = host.run(f"journalctl -u lakehouse-trino-worker.service --since @{since} --no-pager -o cat").stdout
     assert "graceful shutdown requested" in journal, journal[-2000:]
     assert "Shutdown requested" in journal, journal[-2000:]  # Trino's own log line
-    assert host.run("systemctl show -p Result --value lakehouse-trino.service").stdout.strip() == "success"
+    assert host.run("systemctl show -p Result --value lakehouse-trino-worker.service").stdout.strip() == "success"

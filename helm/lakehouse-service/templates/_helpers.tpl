@@ -1,0 +1,136 @@
+{{/*
+Labels of every object of the release; the component's objects add app.kubernetes.io/component.
+*/}}
+{{- define "lakehouse.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ .Values.name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.image.tag | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/part-of: lakehouse
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Labels of the pods of a component or job: who they are and which contracts they consume.
+Call with (dict "root" $ "component" $component).
+*/}}
+{{- define "lakehouse.podLabels" -}}
+{{ include "lakehouse.labels" .root }}
+app.kubernetes.io/component: {{ .component.name }}
+{{- range .root.Values.consumes }}
+lakehouse/consumes-{{ . }}: "true"
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels of one component's pods: stable for the life of the release.
+Call with (dict "root" $ "component" $component).
+*/}}
+{{- define "lakehouse.selector" -}}
+app.kubernetes.io/name: {{ .root.Values.name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component.name }}
+{{- end }}
+
+{{/*
+The image reference: repository:tag@digest (the digest is what the runtime uses).
+*/}}
+{{- define "lakehouse.image" -}}
+{{- printf "%s:%s@%s" .Values.image.repository .Values.image.tag .Values.image.digest }}
+{{- end }}
+
+{{/*
+Items of a projected Secret or ConfigMap source: the files of one kind (.secret), each key (its
+path with "/" as "__") mapped back to its path under the config directory.
+*/}}
+{{- define "lakehouse.configItems" -}}
+{{- $items := list }}
+{{- range .files }}
+{{- if eq .secret $.secret }}
+{{- $items = append $items (dict "key" (replace "/" "__" .path) "path" .path) }}
+{{- end }}
+{{- end }}
+{{- toYaml $items }}
+{{- end }}
+
+{{/*
+A probe from the descriptor: an HTTP GET on a named port, or a command.
+*/}}
+{{- define "lakehouse.probe" -}}
+{{- if .command }}
+exec:
+  command: {{ toJson .command }}
+{{- else }}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+  scheme: {{ upper .scheme }}
+{{- end }}
+{{- end }}
+
+{{/*
+The volumes of a pod that runs a component's program (its workload, init containers, jobs): the
+projected config, a writable /tmp and home on a read-only root file system. Call with
+(dict "root" $ "c" $component).
+*/}}
+{{- define "lakehouse.podVolumes" -}}
+- name: config
+  projected:
+    defaultMode: 288  # 0440: readable by the owner and the fsGroup only
+    sources:
+      {{- if .c.config.secretFiles }}
+      - secret:
+          name: {{ .c.config.name }}
+          items:
+            {{- include "lakehouse.configItems" (dict "files" .c.config.files "secret" true) | nindent 12 }}
+      {{- end }}
+      {{- if .c.config.publicFiles }}
+      - configMap:
+          name: {{ .c.config.name }}
+          items:
+            {{- include "lakehouse.configItems" (dict "files" .c.config.files "secret" false) | nindent 12 }}
+      {{- end }}
+- name: tmp
+  emptyDir: {}
+{{- if not .c.homeIsVolume }}
+- name: home
+  emptyDir: {}
+{{- end }}
+{{- range $i, $path := .c.writable }}
+- name: writable-{{ $i }}
+  emptyDir: {}
+{{- end }}
+{{- end }}
+
+{{/*
+The mounts that match lakehouse.podVolumes, plus the component's own volumes.
+*/}}
+{{- define "lakehouse.mounts" -}}
+- name: config
+  mountPath: {{ .c.config.dir }}
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- if not .c.homeIsVolume }}
+- name: home
+  mountPath: {{ .c.home }}
+{{- end }}
+{{- range $i, $path := .c.writable }}
+- name: writable-{{ $i }}
+  mountPath: {{ $path }}
+{{- end }}
+{{- range .c.volumes }}
+- name: {{ .name }}
+  mountPath: {{ .path }}
+{{- end }}
+{{- end }}
+
+{{/*
+The environment of a component's program, sorted by name, plain values only.
+*/}}
+{{- define "lakehouse.env" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,434 @@
+"""The service descriptor: what a role says about its service, normalized once for every engine.
+
+A service role describes its service as data (roles/<role>/vars/main.yml, `<role>_service`):
+
+    name, description, user, home, config_dir, server_name     required
+    provides (its contract's layer), consumes [layers]           who may connect to whom
+    artifacts [{name, dest}], runtime (java), ca_file           what is installed, where
+    packages, package_config, conflicting_units                  Debian packages (metal) / image base
+    files [{path, content, secret}]                               config files shared by every component
+    directories, read_write_paths, capabilities, address_families, full_proc, limit_nofile
+    image                                                         key in lakehouse_images (default: name)
+    components [...]                                              one process each (required, >= 1)
+    jobs [...]                                                    one-off steps
+
+A component is one program: `program` by artifact ({artifact, path}) or by package ({package,
+path}), never by a bare host path; `args`, `env`, its own `files`, `pre_start` commands, `ports`
+as data ({name, port, tls, exposed, metrics_path}), `health` ({readiness, liveness} probes on a
+port or a command), `stop` ({command, timeout}), `replicas`, `placement` ({groups}), `volumes`
+({name, path, size, storage_class}), `resources`.
+
+A job is a one-off program run `before` the first start (initdb; guarded by `creates` on metal,
+an init container on Kubernetes) or `after` the service is ready (schema creation; a Job).
+
+`lakehouse_service` applies every default here, in one place, and refuses unknown keys, so the
+engines read plain fields and never guess. A Java runtime adds what every JVM service needs (the
+runtime artifact, JAVA_HOME, a trust store with the lakehouse CA built before each start).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import posixpath
+import re
+
+from ansible.errors import AnsibleFilterError
+
+REQUIRED = object()
+NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+
+SERVICE = {
+    "name": REQUIRED,
+    "description": REQUIRED,
+    "user": REQUIRED,
+    "home": REQUIRED,
+    "config_dir": REQUIRED,
+    "server_name": REQUIRED,
+    "provides": REQUIRED,
+    "consumes": [],
+    "artifacts": [],
+    "runtime": None,
+    "ca_file": None,
+    "packages": [],
+    "package_config": [],
+    "conflicting_units": [],
+    "files": [],
+    "directories": [],
+    "read_write_paths": [],
+    "capabilities": [],
+    "address_families": [],
+    "full_proc": False,
+    "limit_nofile": 65536,
+    "image": None,
+    "components": REQUIRED,
+    "jobs": [],
+}
+COMPONENT = {
+    "name": REQUIRED,
+    "description": None,
+    "program": REQUIRED,
+    "args": [],
+    "env": {},
+    "files": [],
+    "pre_start": [],
+    "ports": [],
+    "health": REQUIRED,
+    "stop": {},
+    "replicas": 1,
+    "placement": {},
+    "volumes": [],
+    "resources": {},
+}
+PORT = {"name": REQUIRED, "port": REQUIRED, "tls": True, "exposed": True, "metrics_path": None}
+HEALTH = {"readiness": REQUIRED, "liveness": None, "retries": 60, "delay": 2}
+PROBE = {"port": None, "path": None, "match": None, "command": None}
+STOP = {"command": [], "timeout": 120}
+PLACEMENT = {"groups": [], "not_with": []}
+VOLUME = {"name": REQUIRED, "path": REQUIRED, "size": "10Gi", "storage_class": ""}
+JOB = {"name": REQUIRED, "program": REQUIRED, "args": [], "env": {}, "when": "before", "creates": None}
+FILE = {"path": REQUIRED, "content": REQUIRED, "secret": False}
+ARTIFACT = {"name": REQUIRED, "dest": REQUIRED}
+PROGRAM = {"artifact": None, "package": None, "path": None}
+
+# Filled in for a `runtime: java` service; the engines read the result like any other field.
+# The JDK's well-known password: the store holds public certificates only.
+JAVA_TRUSTSTORE_PASSWORD = "changeit"  # noqa: S105
+JVM_SIGTERM_EXIT = 143  # a JVM stopped by SIGTERM exits with 128+15: a clean stop
+
+
+def _fill(kind: str, where: str, given, defaults: dict) -> dict:
+    if not isinstance(given, dict):
+        raise AnsibleFilterError(f"{where}: a {kind} must be a mapping, got {type(given).__name__}")
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise AnsibleFilterError(f"{where}: unknown {kind} key(s) {', '.join(unknown)}; known: {', '.join(defaults)}")
+    result = {}
+    for key, default in defaults.items():
+        if key in given and given[key] is not None:
+            result[key] = given[key]
+        elif default is REQUIRED:
+            raise AnsibleFilterError(f"{where}: the {kind} needs `{key}`")
+        else:
+            result[key] = copy.deepcopy(default)
+    return result
+
+
+def _name(where: str, value: str) -> str:
+    if not isinstance(value, str) or not NAME.match(value) or len(value) > 40:
+        raise AnsibleFilterError(f"{where}: `{value}` is not a lower-case name of 40 characters at most")
+    return value
+
+
+def _port_number(where: str, value) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not 0 < int(text) < 65536:
+        raise AnsibleFilterError(f"{where}: `{value}` is not a port number from 1 to 65535")
+    return int(text)
+
+
+def _bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    return bool(value)
+
+
+def _program(where: str, given, service: dict) -> str:
+    """The absolute path of a program, the same on a host and in the service's image."""
+    program = _fill("program", where, given, PROGRAM)
+    if bool(program["artifact"]) == bool(program["package"]):
+        raise AnsibleFilterError(f"{where}: a program names exactly one of `artifact` and `package`")
+    if program["package"]:
+        if program["package"] not in service["packages"]:
+            raise AnsibleFilterError(f"{where}: package {program['package']} is not among the service's packages")
+        if not (program["path"] or "").startswith("/"):
+            raise AnsibleFilterError(f"{where}: a package's program needs its absolute `path`")
+        return program["path"]
+    dests = {a["name"]: a["dest"] for a in service["artifacts"]}
+    if program["artifact"] not in dests:
+        raise AnsibleFilterError(f"{where}: artifact {program['artifact']} is not among the service's artifacts")
+    if program["path"] and program["path"].startswith("/"):
+        raise AnsibleFilterError(f"{where}: an artifact's program `path` is relative to the artifact")
+    base = dests[program["artifact"]]
+    return posixpath.join(base, program["path"]) if program["path"] else base
+
+
+def _probe(where: str, given, ports: dict) -> dict | None:
+    if given is None:
+        return None
+    probe = _fill("probe", where, given, PROBE)
+    if bool(probe["command"]) == bool(probe["port"]):
+        raise AnsibleFilterError(f"{where}: a probe has exactly one of `port` (with `path`) and `command`")
+    if probe["port"]:
+        if probe["port"] not in ports:
+            raise AnsibleFilterError(f"{where}: probe port {probe['port']} is not one of the ports {sorted(ports)}")
+        if not (probe["path"] or "").startswith("/"):
+            raise AnsibleFilterError(f"{where}: an HTTP probe needs a `path` starting with /")
+        probe["scheme"] = "https" if ports[probe["port"]]["tls"] else "http"
+        probe["number"] = ports[probe["port"]]["port"]
+    return probe
+
+
+def _files(where: str, given: list) -> list[dict]:
+    files = [_fill("file", f"{where} file {i}", f, FILE) for i, f in enumerate(given)]
+    for entry in files:
+        path = entry["path"]
+        if path.startswith("/") or ".." in path.split("/"):
+            raise AnsibleFilterError(f"{where}: file path {path} must be relative to the config directory")
+        entry["secret"] = _bool(entry["secret"])
+    return files
+
+
+def _component(service: dict, given) -> dict:
+    where = f"service {service['name']}"
+    component = _fill("component", where, given, COMPONENT)
+    where = f"service {service['name']} component {_name(where, component['name'])}"
+    component["executable"] = _program(where, component.pop("program"), service)
+    ports = [_fill("port", f"{where} port", p, PORT) for p in component["ports"]]
+    for port in ports:
+        _name(f"{where} port", port["name"])
+        port["port"] = _port_number(f"{where} port {port['name']}", port["port"])
+        port["tls"], port["exposed"] = _bool(port["tls"]), _bool(port["exposed"])
+    by_name = {p["name"]: p for p in ports}
+    if len(by_name) != len(ports) or len({p["port"] for p in ports}) != len(ports):
+        raise AnsibleFilterError(f"{where}: port names and numbers must be unique")
+    component["ports"] = ports
+    health = _fill("health", where, component["health"], HEALTH)
+    health["readiness"] = _probe(f"{where} readiness", health["readiness"], by_name)
+    health["liveness"] = _probe(f"{where} liveness", health["liveness"], by_name) or {
+        **health["readiness"],
+        "match": None,
+    }
+    health["retries"], health["delay"] = int(health["retries"]), int(health["delay"])
+    health["wait_seconds"] = health["retries"] * health["delay"]  # how long either engine waits for readiness
+    component["health"] = health
+    component["stop"] = _fill("stop", where, component["stop"], STOP)
+    component["placement"] = _fill("placement", where, component["placement"], PLACEMENT)
+    component["volumes"] = [_fill("volume", where, v, VOLUME) for v in component["volumes"]]
+    component["files"] = _files(where, component["files"])
+    component["env"] = {str(k): str(v) for k, v in component["env"].items()}
+    component["args"] = [str(a) for a in component["args"]]
+    component["replicas"] = int(component["replicas"])
+    # One name per process: `<service>` for the component named after it, else `<service>-<component>`.
+    main = component["name"] == service["name"]
+    component["unit"] = f"lakehouse-{service['name']}{'' if main else '-' + component['name']}.service"
+    component["workload"] = service["name"] if main else f"{service['name']}-{component['name']}"
+    component["description"] = component["description"] or service["description"]
+    component["pre_start"] = list(service["_pre_start"]) + component["pre_start"]
+    component["env"] = {**component["env"], **service["_env"]}
+    return component
+
+
+def normalize(descriptor: dict, platform: dict | None = None) -> dict:
+    """The descriptor with every default applied and every reference checked.
+
+    `platform` names what the delivery provides around the service: `java_home` (where the Java
+    runtime is linked) and `truststore_builder` (the script that builds a JVM's trust store).
+    """
+    platform = platform or {}
+    service = _fill("service", f"service {descriptor.get('name', '?')}", descriptor, SERVICE)
+    where = f"service {service['name']}"
+    _name(where, service["name"])
+    service["artifacts"] = [_fill("artifact", where, a, ARTIFACT) for a in service["artifacts"]]
+    service["files"] = _files(where, service["files"])
+    service["image"] = service["image"] or service["name"]
+    service["_env"], service["_pre_start"] = {}, []
+    service["java"] = service["runtime"] == "java"
+    if service["runtime"] not in (None, "java"):
+        raise AnsibleFilterError(f"{where}: unknown runtime {service['runtime']} (known: java)")
+    if service["java"]:
+        java_home = platform.get("java_home")
+        if not java_home or not service["ca_file"]:
+            raise AnsibleFilterError(f"{where}: a Java service needs the platform's java_home and its `ca_file`")
+        if service["ca_file"] not in {f["path"] for f in service["files"]}:
+            raise AnsibleFilterError(f"{where}: ca_file {service['ca_file']} is not one of its files")
+        store = f"{service['home']}/truststore.p12"
+        service["artifacts"].append({"name": "java_runtime", "dest": java_home})
+        service["_env"] = {
+            "JAVA_HOME": java_home,
+            "JAVA_TOOL_OPTIONS": f"-Djavax.net.ssl.trustStore={store} -Djavax.net.ssl.trustStoreType=PKCS12"
+            f" -Djavax.net.ssl.trustStorePassword={JAVA_TRUSTSTORE_PASSWORD}",
+        }
+        service["_pre_start"] = [
+            [platform["truststore_builder"], store, f"{service['config_dir']}/{service['ca_file']}"]
+        ]
+        # A JIT compiler needs writable executable memory; a JVM lists interfaces over netlink.
+        service["address_families"] = sorted({*service["address_families"], "AF_NETLINK"})
+    service["memory_deny_write_execute"] = not service["java"]
+    service["success_exit_status"] = [JVM_SIGTERM_EXIT] if service["java"] else []
+    if not service["components"]:
+        raise AnsibleFilterError(f"{where}: a service needs at least one component")
+    service["components"] = [_component(service, c) for c in service["components"]]
+    names = [c["name"] for c in service["components"]]
+    if len(set(names)) != len(names):
+        raise AnsibleFilterError(f"{where}: component names must be unique")
+    jobs = []
+    for given in service["jobs"]:
+        job = _fill("job", where, given, JOB)
+        job_where = f"{where} job {_name(where, job['name'])}"
+        job["executable"] = _program(job_where, job.pop("program"), service)
+        if job["when"] not in ("before", "after"):
+            raise AnsibleFilterError(f"{job_where}: `when` is before (the first start) or after (ready)")
+        if job["when"] == "before" and not job["creates"]:
+            raise AnsibleFilterError(f"{job_where}: a job run before the first start needs `creates`")
+        job["args"] = [str(a) for a in job["args"]]
+        job["env"] = {**{str(k): str(v) for k, v in job["env"].items()}, **service["_env"]}
+        jobs.append(job)
+    service["jobs"] = jobs
+    del service["_env"], service["_pre_start"]
+    return service
+
+
+def placed(service: dict, host: str, groups: dict, exclusive: bool = True) -> list[dict]:
+    """The components of a normalized service that `host` receives.
+
+    A component runs where its placement groups include the host (every host of the play when it
+    names none). On a metal host (`exclusive`) a component does not run beside one it is
+    `not_with` (a host that is both Trino coordinator and worker runs one process); a cluster
+    host runs each in pods of its own.
+    """
+
+    def member(component: dict) -> bool:
+        wanted = component["placement"]["groups"]
+        return not wanted or any(host in groups.get(group, []) for group in wanted)
+
+    here = {c["name"] for c in service["components"] if member(c)}
+    return [
+        c
+        for c in service["components"]
+        if c["name"] in here and not (exclusive and set(c["placement"]["not_with"]) & here)
+    ]
+
+
+def _config_files(service: dict, component: dict) -> list[dict]:
+    return service["files"] + component["files"]
+
+
+def _job_owner(service: dict, job: dict) -> dict:
+    """What an after-start Job mounts: the service's files, under a name of its own."""
+    return {"workload": f"{service['name']}-{job['name']}", "files": []}
+
+
+def config_objects(service: dict, components: list[dict]) -> list[dict]:
+    """The config files of each component (and after-start Job) a cluster receives, as the data
+    of a ConfigMap (public files) and a Secret (secret files, base64) named <workload>-config.
+
+    A key cannot hold "/", so "__" stands for it; the chart maps each key back to its path.
+    """
+    owners = components + [_job_owner(service, j) for j in service["jobs"] if j["when"] == "after"]
+    objects = []
+    for owner in owners:
+        files = _config_files(service, owner)
+        objects.append(
+            {
+                "name": f"{owner['workload']}-config",
+                "configmap": {f["path"].replace("/", "__"): f["content"] for f in files if not f["secret"]},
+                "secret": {
+                    f["path"].replace("/", "__"): base64.b64encode(f["content"].encode()).decode()
+                    for f in files
+                    if f["secret"]
+                },
+            }
+        )
+    return objects
+
+
+def _chart_config(service: dict, component: dict) -> dict:
+    files = _config_files(service, component)
+    return {
+        "name": f"{component['workload']}-config",
+        "dir": service["config_dir"],
+        "files": [{"path": f["path"], "secret": f["secret"]} for f in files],
+        # Paths, secret flags and contents: any change rolls the component's pods.
+        "checksum": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
+        "secretFiles": any(f["secret"] for f in files),
+        "publicFiles": any(not f["secret"] for f in files),
+    }
+
+
+def _guarded(job: dict) -> list[str]:
+    """A first-start job as an init container: skipped once `creates` exists, as on metal."""
+    return ["/bin/sh", "-c", 'test -e "$0" || exec "$@"', job["creates"], job["executable"], *job["args"]]
+
+
+def helm_values(service: dict, components: list[dict], image: dict, cluster_domain: str) -> dict:
+    """The values of the generic chart (helm/lakehouse-service) for the components a cluster
+    receives: names, the image pin, programs, ports, probes and checksums; never a file's content."""
+    first_start = [j for j in service["jobs"] if j["when"] == "before"]
+    chart_components = []
+    for component in components:
+        inits = [
+            {"name": f"pre-start-{i}", "command": list(argv), "env": component["env"]}
+            for i, argv in enumerate(component["pre_start"])
+        ]
+        inits += [{"name": job["name"], "command": _guarded(job), "env": job["env"]} for job in first_start]
+        chart_components.append(
+            {
+                "name": component["name"],
+                "workload": component["workload"],
+                "replicas": component["replicas"],
+                "command": [component["executable"]],
+                "args": component["args"],
+                "env": component["env"],
+                "home": service["home"],
+                "homeIsVolume": service["home"] in {v["path"] for v in component["volumes"]},
+                # Paths the unit may write besides its home: emptyDirs on a read-only root file system.
+                "writable": sorted(
+                    set(service["read_write_paths"]) - {v["path"] for v in component["volumes"]} - {service["home"]}
+                ),
+                "config": _chart_config(service, component),
+                "initContainers": inits,
+                "ports": component["ports"],
+                "health": component["health"],
+                "stop": component["stop"],
+                "volumes": [
+                    {"name": v["name"], "path": v["path"], "size": v["size"], "storageClassName": v["storage_class"]}
+                    for v in component["volumes"]
+                ],
+                "resources": component["resources"],
+            }
+        )
+    jobs = []
+    for job in service["jobs"]:
+        if job["when"] != "after":
+            continue
+        owner = _job_owner(service, job)
+        config = _chart_config(service, owner)
+        jobs.append(
+            {
+                "name": job["name"],
+                "workload": owner["workload"],
+                "command": [job["executable"], *job["args"]],
+                "env": job["env"],
+                "home": service["home"],
+                "homeIsVolume": False,
+                "writable": sorted(set(service["read_write_paths"]) - {service["home"]}),
+                "volumes": [],
+                "config": config,
+                "checksum": hashlib.sha256(json.dumps([job, config["checksum"]], sort_keys=True).encode()).hexdigest(),
+                "backoffLimit": 3,
+                "resources": {},
+            }
+        )
+    return {
+        "name": service["name"],
+        "clusterDomain": cluster_domain,
+        "image": {key: image[key] for key in ("repository", "tag", "digest")},
+        "components": chart_components,
+        "jobs": jobs,
+        "provides": service["provides"],
+        "consumes": sorted(service["consumes"]),
+        "networkPolicy": {"enabled": True, "from": []},
+    }
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "lakehouse_service": normalize,
+            "lakehouse_placed": placed,
+            "lakehouse_config_objects": config_objects,
+            "lakehouse_helm_values": helm_values,
+        }

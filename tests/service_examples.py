@@ -1,0 +1,78 @@
+"""Example service descriptors for the service model's tests: plain helper module, not a conftest.
+
+`model` is plugins/filter/lakehouse_service.py loaded as a module; `minio()` and `trino()` return
+fresh descriptors in the shape the roles render (one component with a volume; a Java service
+with a coordinator and workers).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("lakehouse_service_plugin", REPO / "plugins/filter/lakehouse_service.py")
+model = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(model)
+
+PLATFORM = {
+    "java_home": "/usr/local/lib/lakehouse/java",
+    "truststore_builder": "/usr/local/bin/lakehouse-java-truststore",
+}
+IMAGE = {"repository": "lakehouse/minio", "tag": "1", "digest": "sha256:" + "ab" * 32}
+
+
+def minio() -> dict:
+    return {
+        "name": "minio",
+        "description": "MinIO object storage",
+        "user": "minio",
+        "home": "/var/lib/minio",
+        "config_dir": "/etc/minio",
+        "server_name": "store-1.example.internal",
+        "provides": "object_storage",
+        "artifacts": [{"name": "minio", "dest": "/usr/local/bin/minio"}],
+        "files": [
+            {"path": "minio.env", "content": "MINIO_ROOT_PASSWORD=s3cr3t-value\n", "secret": True},
+            {"path": "certs/public.crt", "content": "CERT\n", "secret": False},
+        ],
+        "components": [
+            {
+                "name": "minio",
+                "program": {"artifact": "minio"},
+                "args": ["server", "--address", ":9000", "/var/lib/minio/data"],
+                "env": {"MINIO_CONFIG_ENV_FILE": "/etc/minio/minio.env"},
+                "ports": [{"name": "s3", "port": "9000"}, {"name": "console", "port": 9001, "exposed": False}],
+                "health": {"readiness": {"port": "s3", "path": "/minio/health/ready"}},
+                "volumes": [{"name": "data", "path": "/var/lib/minio/data", "size": "1Gi"}],
+            }
+        ],
+    }
+
+
+def trino() -> dict:
+    launcher = {"artifact": "trino_server", "path": "bin/launcher"}
+    health = {"readiness": {"port": "https", "path": "/v1/info", "match": "ready"}}
+    ports = [{"name": "https", "port": 8443, "metrics_path": "/metrics"}]
+    return {
+        "name": "trino",
+        "description": "Trino",
+        "user": "trino",
+        "home": "/var/lib/lakehouse-trino",
+        "config_dir": "/etc/lakehouse-trino",
+        "server_name": "coordinator-1.example.internal",
+        "provides": "query",
+        "consumes": ["object_storage", "catalog"],
+        "runtime": "java",
+        "ca_file": "ca.crt",
+        "artifacts": [{"name": "trino_server", "dest": "/usr/local/lib/lakehouse/trino"}],
+        "files": [{"path": "ca.crt", "content": "CA\n"}],
+        "components": [
+            {"name": "trino", "program": launcher, "placement": {"groups": ["query_coordinator"]}, "ports": ports,
+             "health": health},
+            {"name": "worker", "program": launcher, "ports": ports, "health": health,
+             "placement": {"groups": ["query_workers"], "not_with": ["trino"]},
+             "files": [{"path": "drain.py", "content": "# drain\n"}],
+             "stop": {"command": ["/usr/bin/python3", "/etc/lakehouse-trino/drain.py"], "timeout": 330}},
+        ],
+    }  # fmt: skip

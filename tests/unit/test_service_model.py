@@ -1,0 +1,146 @@
+"""The service model (plugins/filter/lakehouse_service.py): normalizing a descriptor once, placing
+its components on hosts, and turning it into the generic chart's values and config objects."""
+
+from __future__ import annotations
+
+import base64
+import copy
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from service_examples import IMAGE, PLATFORM, minio, model, trino
+
+
+def test_defaults_are_applied_once_and_programs_resolved_by_artifact():
+    service = model.normalize(minio())
+    (component,) = service["components"]
+    assert component["executable"] == "/usr/local/bin/minio"
+    assert component["unit"] == "lakehouse-minio.service" and component["workload"] == "minio"
+    assert component["ports"] == [
+        {"name": "s3", "port": 9000, "tls": True, "exposed": True, "metrics_path": None},
+        {"name": "console", "port": 9001, "tls": True, "exposed": False, "metrics_path": None},
+    ]
+    assert component["health"]["readiness"] == {
+        "port": "s3", "path": "/minio/health/ready", "match": None, "command": None, "scheme": "https", "number": 9000,
+    }  # fmt: skip
+    # The liveness probe defaults to the readiness probe, without its body match.
+    assert component["health"]["liveness"]["path"] == "/minio/health/ready"
+    assert component["health"]["wait_seconds"] == 120
+    assert component["stop"] == {"command": [], "timeout": 120}
+    assert component["volumes"] == [{"name": "data", "path": "/var/lib/minio/data", "size": "1Gi", "storage_class": ""}]
+    assert service["memory_deny_write_execute"] is True and service["success_exit_status"] == []
+    assert service["image"] == "minio"
+
+
+def test_normalizing_a_normalized_input_is_stable():
+    descriptor = minio()
+    before = copy.deepcopy(descriptor)
+    assert model.normalize(descriptor) == model.normalize(descriptor)
+    assert descriptor == before, "the role's descriptor must not be changed in place"
+
+
+def test_a_java_service_gets_its_runtime_trust_store_and_unit_allowances():
+    service = model.normalize(trino(), PLATFORM)
+    assert {"name": "java_runtime", "dest": PLATFORM["java_home"]} in service["artifacts"]
+    coordinator, worker = service["components"]
+    assert coordinator["executable"] == "/usr/local/lib/lakehouse/trino/bin/launcher"
+    assert coordinator["env"]["JAVA_HOME"] == PLATFORM["java_home"]
+    assert (
+        "-Djavax.net.ssl.trustStore=/var/lib/lakehouse-trino/truststore.p12" in coordinator["env"]["JAVA_TOOL_OPTIONS"]
+    )
+    assert coordinator["pre_start"] == [
+        [PLATFORM["truststore_builder"], "/var/lib/lakehouse-trino/truststore.p12", "/etc/lakehouse-trino/ca.crt"]
+    ]
+    assert service["memory_deny_write_execute"] is False
+    assert service["address_families"] == ["AF_NETLINK"] and service["success_exit_status"] == [143]
+    assert worker["unit"] == "lakehouse-trino-worker.service" and worker["workload"] == "trino-worker"
+
+
+def test_metal_hosts_run_one_trino_process_and_a_cluster_runs_both():
+    service = model.normalize(trino(), PLATFORM)
+    groups = {"query_coordinator": ["both", "c"], "query_workers": ["both", "w", "cluster"]}
+    names = lambda host, exclusive=True: [c["name"] for c in model.placed(service, host, groups, exclusive)]  # noqa: E731
+    assert names("c") == ["trino"]
+    assert names("w") == ["worker"]
+    assert names("both") == ["trino"], "a host that is coordinator and worker runs the coordinator only"
+    assert names("both", exclusive=False) == ["trino", "worker"]
+    assert names("elsewhere") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("provides"), "needs `provides`"),
+        (lambda d: d.update(colour="blue"), "unknown service key(s) colour"),
+        (lambda d: d["components"][0].update(executable="/usr/bin/minio"), "unknown component key(s) executable"),
+        (lambda d: d["components"][0].update(program={"artifact": "mc"}), "artifact mc is not among"),
+        (lambda d: d["components"][0].update(program={"package": "minio", "path": "/x"}), "package minio is not"),
+        (lambda d: d["components"][0].update(program={"artifact": "minio", "package": "x"}), "exactly one of"),
+        (lambda d: d["components"][0]["ports"][0].update(port="70000"), "port s3: `70000` is not a port number"),
+        (lambda d: d["components"][0]["ports"][1].update(port=9000), "names and numbers must be unique"),
+        (lambda d: d["components"][0]["health"]["readiness"].update(port="web"), "probe port web is not one"),
+        (lambda d: d["components"][0]["health"].update(readiness={"port": "s3"}), "needs a `path`"),
+        (lambda d: d["files"][0].update(path="../etc/passwd"), "must be relative to the config directory"),
+        (lambda d: d.update(components=[]), "at least one component"),
+        (lambda d: d.update(jobs=[{"name": "init", "program": {"artifact": "minio"}}]), "needs `creates`"),
+        (lambda d: d.update(name="MinIO"), "is not a lower-case name"),
+        (lambda d: d.update(runtime="python"), "unknown runtime python"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_bad_descriptors_are_refused_with_the_service_named(change, message):
+    descriptor = minio()
+    change(descriptor)
+    with pytest.raises(AnsibleFilterError, match="service (minio|MinIO)") as refused:
+        model.normalize(descriptor)
+    assert message in str(refused.value)
+
+
+def test_a_java_service_needs_its_ca_file():
+    descriptor = trino()
+    descriptor["ca_file"] = "missing.crt"
+    with pytest.raises(AnsibleFilterError, match="ca_file missing.crt is not one of its files"):
+        model.normalize(descriptor, PLATFORM)
+
+
+def test_chart_values_carry_names_paths_and_checksums_never_content():
+    service = model.normalize(minio())
+    values = model.helm_values(service, service["components"], IMAGE, "cluster.local")
+    (component,) = values["components"]
+    assert component["command"] == ["/usr/local/bin/minio"]
+    assert component["args"] == ["server", "--address", ":9000", "/var/lib/minio/data"]
+    assert component["config"]["name"] == "minio-config" and component["config"]["dir"] == "/etc/minio"
+    assert component["config"]["files"] == [
+        {"path": "minio.env", "secret": True},
+        {"path": "certs/public.crt", "secret": False},
+    ]
+    assert values["provides"] == "object_storage" and values["image"] == IMAGE
+    assert "s3cr3t-value" not in repr(values) and "CERT" not in repr(values)
+
+    changed = minio()
+    changed["files"][0]["content"] = "MINIO_ROOT_PASSWORD=another\n"
+    other = model.helm_values(model.normalize(changed), model.normalize(changed)["components"], IMAGE, "cluster.local")
+    assert other["components"][0]["config"]["checksum"] != component["config"]["checksum"]
+
+
+def test_config_objects_hold_each_components_files_by_key():
+    service = model.normalize(trino(), PLATFORM)
+    objects = {o["name"]: o for o in model.config_objects(service, service["components"])}
+    assert set(objects) == {"trino-config", "trino-worker-config"}
+    assert objects["trino-config"]["configmap"] == {"ca.crt": "CA\n"}
+    assert objects["trino-worker-config"]["configmap"] == {"ca.crt": "CA\n", "drain.py": "# drain\n"}
+    secret = model.config_objects(model.normalize(minio()), model.normalize(minio())["components"])[0]["secret"]
+    assert base64.b64decode(secret["minio.env"]).decode() == "MINIO_ROOT_PASSWORD=s3cr3t-value\n"
+
+
+def test_first_start_jobs_become_guarded_init_containers():
+    descriptor = minio()
+    descriptor["jobs"] = [
+        {"name": "format", "program": {"artifact": "minio"}, "args": ["format"], "creates": "/var/lib/minio/.done"}
+    ]
+    service = model.normalize(descriptor)
+    (component,) = model.helm_values(service, service["components"], IMAGE, "cluster.local")["components"]
+    (init,) = component["initContainers"]
+    assert init["name"] == "format"
+    assert init["command"] == ["/bin/sh", "-c", 'test -e "$0" || exec "$@"', "/var/lib/minio/.done",
+                               "/usr/local/bin/minio", "format"]  # fmt: skip
