@@ -328,6 +328,8 @@ class Layer(contextlib.ExitStack):
         lower = set(lower_dirs)
         for path in list(entries):
             for parent in parents(path):
+                if parent in entries and entries[parent].kind != "dir":
+                    raise ImageError(f"{parent} is a {entries[parent].kind}, yet {path} is to go inside it")
                 if parent not in entries and parent not in lower:
                     entries[parent] = Entry(parent, "dir", 0o755)
         os.makedirs(blob_dir, exist_ok=True)
