@@ -1,0 +1,30 @@
+"""Filters for contracts (module_utils/lakehouse_contract.py): build their endpoints and credentials
+in the one shape every layer shares, and say what is wrong with one against its layer's schema."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Ansible puts no controller-side shared code on the path: the repository root holds module_utils/.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.append(REPO)
+from module_utils import lakehouse_contract  # noqa: E402
+
+
+def contract_problem(contract, layer) -> str:
+    """The first problem of `contract` as the `layer` contract, as "<field>: <reason>"; "" when it is valid."""
+    found = lakehouse_contract.problem(contract, str(layer))
+    return "" if found is None else str(found)
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "lakehouse_contract_problem": contract_problem,
+            # "https://minio.example:9000" | lakehouse_endpoint('s3') -> {name, url, scheme, host, port}
+            "lakehouse_endpoint": lakehouse_contract.endpoint,
+            # ['app'] | lakehouse_credentials('lakehouse_secret:minio/users/', 's3_secret_key')
+            "lakehouse_credentials": lakehouse_contract.credentials,
+        }
