@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Builds the binaries of the test Kubernetes control plane (tests/controlplane.py) from the Go
-# module proxy: no GitHub release downloads or container images are reachable here.
-#   kube-apiserver, kube-controller-manager, kube-scheduler  <- wrapper/ (k8s.io/kubernetes)
-#   kine (etcd API on SQLite), kwok (fake nodes), helm       <- go install <module>@<pin>
+# Builds the binaries of the test Kubernetes control plane (tests/controlplane.py) and of the
+# real test node (tests/node.py) from the Go module proxy: no GitHub release downloads or
+# container images are reachable here.
+#   kube-apiserver, kube-controller-manager, kube-scheduler,
+#   kubelet, kube-proxy                                      <- wrapper/ (k8s.io/kubernetes)
+#   kine (etcd API on SQLite), kwok (fake nodes), helm,
+#   coredns (cluster DNS of the real node)                   <- go install <module>@<pin>
 # Output: ${LAKEHOUSE_CACHE:-~/.cache/lakehouse}/controlplane/<version-key>/bin/ plus
 # kwok-stages.yaml beside it. The key holds every pin, so changing one builds into a fresh
 # directory; whatever is already there is skipped.
@@ -14,17 +17,18 @@ here="$(cd "$(dirname "$0")" && pwd)"
 HELM_VERSION=v3.19.0
 KINE_VERSION=v0.17.5
 KWOK_VERSION=v0.8.0
+COREDNS_VERSION=v1.12.4
 # The Kubernetes pin lives in wrapper/go.mod (with the matching v0.X.Y staging replaces).
 K8S_VERSION="$(awk '{for (i = 1; i < NF; i++) if ($i == "k8s.io/kubernetes" && $(i+1) ~ /^v/) {print $(i+1); exit}}' "$here/wrapper/go.mod")"
 [ -n "$K8S_VERSION" ] || { echo "build.sh: no k8s.io/kubernetes require in wrapper/go.mod" >&2; exit 1; }
 
-key="k8s-${K8S_VERSION}_kine-${KINE_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+key="k8s-${K8S_VERSION}_kine-${KINE_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_coredns-${COREDNS_VERSION}"
 root="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}/controlplane/$key"
 bin="$root/bin"
 
 if [ "${1:-}" = "--print-env" ]; then
   printf '%s\n' "K8S_VERSION=$K8S_VERSION" "KINE_VERSION=$KINE_VERSION" "KWOK_VERSION=$KWOK_VERSION" \
-    "HELM_VERSION=$HELM_VERSION" "BIN_DIR=$bin" "KWOK_STAGES=$root/kwok-stages.yaml"
+    "HELM_VERSION=$HELM_VERSION" "COREDNS_VERSION=$COREDNS_VERSION" "BIN_DIR=$bin" "KWOK_STAGES=$root/kwok-stages.yaml"
   exit 0
 fi
 
@@ -81,7 +85,9 @@ if [ ! -s "$root/kwok-stages.yaml" ]; then
   mv "$root/kwok-stages.yaml.tmp" "$root/kwok-stages.yaml"
   log "kwok stages written to $root/kwok-stages.yaml"
 fi
-for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
   build "$cmd" k8s_build "$cmd"
 done
+CGO_ENABLED=0 build coredns go_install "github.com/coredns/coredns@$COREDNS_VERSION" \
+  "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
 log "all binaries in $bin ($((SECONDS - total_start))s)"

@@ -1,5 +1,5 @@
-// Wrapper module for building kube-apiserver, kube-controller-manager and kube-scheduler
-// from the published k8s.io/kubernetes module. Its go.mod points every k8s.io/* staging
+// Wrapper module for building kube-apiserver, kube-controller-manager, kube-scheduler, kubelet
+// and kube-proxy from the published k8s.io/kubernetes module. Its go.mod points every k8s.io/* staging
 // module at ./staging/..., which does not exist in the module zip, so each one is mapped
 // here to its published v0.X.Y twin. Regenerate the replace block when bumping Kubernetes.
 module lakehouse.local/controlplane
