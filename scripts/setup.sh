@@ -4,7 +4,8 @@
 #   1. the project virtual environment, from the pinned requirements.txt
 #   2. the Docker engine (installed if missing, started if not running)
 #   3. the Debian 12 systemd test host image (rebuilt only when its recipe changes)
-#   4. the Helm CLI and the test Kubernetes control plane, built from pinned Go modules
+#   4. the Helm CLI, the test Kubernetes control plane and the real test node's kubelet,
+#      kube-proxy and CoreDNS, built from pinned Go modules
 # Heavy state lives under $LAKEHOUSE_CACHE (default ~/.cache/lakehouse), never in the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,12 @@ need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || need_apt+=(golang-go)
+# The real test node (tests/node.py): containerd and runc come with docker.io; CNI plugins in
+# /usr/lib/cni; a static busybox is the pause image and the test images; kube-proxy drives nft.
+# (busybox-static, not busybox: the image has no libc to link against.)
+for pkg in containernetworking-plugins busybox-static nftables iptables; do
+  dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   apt-get update -qq
@@ -51,6 +58,7 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
 fi
 echo "$image" > "$cache/testhost-image"
 
-# 4. Helm and the test control plane (kube-apiserver, controller-manager, scheduler, kine, kwok).
+# 4. Helm, the test control plane (kube-apiserver, controller-manager, scheduler, kine, kwok) and
+#    the real node's kubelet, kube-proxy and CoreDNS.
 scripts/controlplane/build.sh
 log "ready: venv $venv, Docker $(docker version -f '{{.Server.Version}}'), image $image"
