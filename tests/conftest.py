@@ -105,3 +105,28 @@ def api(cp):
     api_client = config.new_client_from_config(config_file=str(cp.kubeconfig))
     yield api_client
     api_client.close()
+
+
+@pytest.fixture(scope="session")
+def node():
+    """A real single-node cluster (tests/node.py) shared by the whole session, started on first use.
+
+    Its teardown must leave the machine as it found it; the fixture fails the session if not.
+    """
+    from node import COMPARED_STATE, RealNode, machine_state
+
+    with RealNode() as real:
+        yield real
+    after = machine_state()
+    changed = {key: (real.before[key], after[key]) for key in COMPARED_STATE if real.before[key] != after[key]}
+    assert not real.teardown_errors and not changed, (real.teardown_errors, changed)
+
+
+@pytest.fixture(scope="session")
+def node_api(node):
+    """An admin API client of the session's real node."""
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(config_file=str(node.kubeconfig))
+    yield api_client
+    api_client.close()
