@@ -76,6 +76,10 @@ class VerifyContext:
         self.revealed.add(value)
         return value
 
+    def user(self, contract: Contract, credential: Mapping) -> str:
+        """A credential's user name: as written, or behind user_ref when the name is itself secret."""
+        return credential["user"] if "user" in credential else self.secret(contract, credential["user_ref"])
+
     def redact(self, text: str) -> str:
         """`text` without any secret value handed out, plain or URL-quoted (as in a database URI)."""
         for value in sorted(self.revealed, key=len, reverse=True):
@@ -213,10 +217,8 @@ def default_credentials_refused(contract: Contract, ctx: VerifyContext) -> Itera
 
 @check("object_storage", "put/get/delete round trip")
 def round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
-    refs = contract.data.get("credentials_ref") or {}
-    if not {"access_key", "secret_key"} <= refs.keys():
-        raise LakehouseError("the contract references no access_key/secret_key")
-    client = _s3_client(contract, ctx.secret(contract, refs["access_key"]), ctx.secret(contract, refs["secret_key"]))
+    admin = contract.credential("admin")
+    client = _s3_client(contract, ctx.user(contract, admin), ctx.secret(contract, admin["secret_ref"]))
     bucket = _buckets(contract)[0]
     key = f"lakehouse-verify/{secrets.token_hex(8)}"
     payload = f"lakehouse verify {secrets.token_hex(16)}\n".encode()
@@ -288,12 +290,8 @@ def _pg_refused(
 
 
 def _pg_users(contract: Contract) -> list[str]:
-    """The superuser and every login role the contract names."""
-    named = [
-        (contract.data.get("admin_credentials_ref") or {}).get("user"),
-        (contract.data.get("jdbc") or {}).get("user"),
-        *(contract.data.get("credentials_ref") or {}),
-    ]
+    """The superuser and every login role the contract names (a JDBC catalog's: its client's)."""
+    named = [credential.get("user") for credential in (contract.data.get("credentials") or {}).values()]
     return list(dict.fromkeys([DEFAULT_PG_USER, *filter(None, named)]))
 
 
@@ -318,8 +316,8 @@ def postgresql_plain_text_refused(contract: Contract, ctx: VerifyContext) -> Ite
 
 @check("catalog_db", "authenticated round trip")
 def postgresql_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
-    user = contract.require("admin_credentials_ref.user")
-    password = ctx.secret(contract, contract.require("admin_credentials_ref.password"))
+    admin = contract.credential("admin")
+    user, password = ctx.user(contract, admin), ctx.secret(contract, admin["secret_ref"])
     endpoint = _pg_endpoint(contract, user)
     try:
         connection = probe.postgresql_connect(*_pg_server(contract), contract.ca, user, password)
@@ -381,13 +379,14 @@ def _trino_refused(contract: Contract, user: str, password: str | None = None) -
 
 
 def _trino(contract: Contract, ctx: VerifyContext, catalog: str | None = None) -> Connection:
-    password = ctx.secret(contract, contract.require("credentials_ref.password"))
-    return clients.trino(contract, contract.require("credentials_ref.user"), password, catalog)
+    admin = contract.credential("admin")
+    return clients.trino(contract, ctx.user(contract, admin), ctx.secret(contract, admin["secret_ref"]), catalog)
 
 
 @check("query", "anonymous access refused")
 def trino_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
-    yield _trino_refused(contract, (contract.data.get("credentials_ref") or {}).get("user") or DEFAULT_TRINO_USER)
+    admin = (contract.data.get("credentials") or {}).get("admin") or {}
+    yield _trino_refused(contract, admin.get("user") or DEFAULT_TRINO_USER)
 
 
 @check("query", "default credentials refused")
@@ -438,8 +437,8 @@ def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outco
         catalog.require("object_storage.endpoint"),
         catalog.ca,
         storage.get("region"),
-        catalog.require("object_storage.access_key"),
-        ctx.secret(catalog, catalog.require("object_storage.secret_key_ref")),
+        ctx.user(catalog, catalog.require("object_storage.credentials")),
+        ctx.secret(catalog, catalog.require("object_storage.credentials.secret_ref")),
     )
     name = f"{VERIFY_NAMESPACE}.rt_{secrets.token_hex(6)}"
     with (

@@ -81,14 +81,15 @@ def iceberg_properties(catalog: Contract, secret: Secret) -> dict:
     properties = {
         "s3.endpoint": catalog.require("object_storage.endpoint"),
         "s3.region": storage.get("region") or "us-east-1",
-        "s3.access-key-id": catalog.require("object_storage.access_key"),
-        "s3.secret-access-key": secret(catalog.require("object_storage.secret_key_ref")),
+        "s3.access-key-id": catalog.require("object_storage.credentials.user"),
+        "s3.secret-access-key": secret(catalog.require("object_storage.credentials.secret_ref")),
         "s3.force-virtual-addressing": "false" if storage.get("path_style", True) else "true",
     }
     if catalog.data.get("type") == "jdbc":
         jdbc = catalog.require("jdbc")
-        user = quote(catalog.require("jdbc.user"), safe="")
-        password = quote(secret(catalog.require("jdbc.password_ref")), safe="")
+        client = catalog.credential("client")  # the database login role
+        user = quote(client["user"], safe="")
+        password = quote(secret(client["secret_ref"]), safe="")
         server = f"{catalog.require('jdbc.host')}:{jdbc.get('port') or 5432}/{catalog.require('jdbc.database')}"
         tls = {"sslmode": jdbc.get("sslmode") or "verify-full"}
         if catalog.ca:
@@ -101,7 +102,8 @@ def iceberg_properties(catalog: Contract, secret: Secret) -> dict:
         }
     rest = catalog.require("rest")
     tls = {"cabundle": str(catalog.ca)} if catalog.ca else {}
-    properties |= {"token": secret(rest["token_ref"])} if rest.get("token_ref") else {}  # a bearer token
+    if rest.get("auth") == "bearer":
+        properties["token"] = secret(catalog.credential("client")["secret_ref"])
     return properties | {
         "type": "rest",
         "uri": catalog.require("rest.uri"),

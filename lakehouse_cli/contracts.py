@@ -1,6 +1,7 @@
 """Published contracts and the credentials they reference, read the way the roles write them.
 
-contracts: $LAKEHOUSE_STATE_DIR or ~/.local/state/lakehouse/<site>, then contracts/<host>/<service>.json
+contracts: $LAKEHOUSE_STATE_DIR or ~/.local/state/lakehouse/<site>, then contracts/<host>/<service>.json,
+           each checked against its layer's schema (module_utils/lakehouse_contract.py)
 secrets:   $LAKEHOUSE_SECRETS_DIR or ~/.local/share/lakehouse/<site>, then <path> of lakehouse_secret:<path>
            (LAKEHOUSE_SECRET_<PATH> in the environment takes precedence, as in the lookup plugin)
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse_cli import LakehouseError
+from module_utils import lakehouse_contract
 
 REF_PREFIX = "lakehouse_secret:"
 # The credential paths plugins/lookup/lakehouse_secret.py accepts (so none climbs out of the store).
@@ -44,7 +46,7 @@ class Contract:
     site: str = ""
 
     def require(self, dotted: str):
-        """The value at a dotted path ("jdbc.password_ref"); a one-line error naming it when it is missing."""
+        """The value at a dotted path ("jdbc.database"); a one-line error naming it when it is missing."""
         value = self.data
         for key in dotted.split("."):
             value = value.get(key) if isinstance(value, dict) else None
@@ -56,9 +58,20 @@ class Contract:
     def url(self) -> str:
         return str(self.data.get("url", ""))
 
+    def credential(self, role: str) -> dict:
+        """The credential of `role` (admin, client, a user's name): {user or user_ref, secret_ref, kind}."""
+        found = (self.data.get("credentials") or {}).get(role)
+        if not found:
+            raise LakehouseError(f"the {self.service} contract of {self.host} has no credentials.{role}")
+        return found
+
+    @property
+    def readiness(self) -> dict:
+        return (self.data.get("health") or {}).get("readiness") or {}
+
     @property
     def readiness_url(self) -> str | None:
-        return (self.data.get("health") or {}).get("readiness_url")
+        return self.readiness.get("url")
 
     @property
     def ca(self) -> Path | None:
@@ -67,13 +80,11 @@ class Contract:
 
     @property
     def postgresql(self) -> tuple[str, int] | None:
-        """(host, port) of the PostgreSQL server behind it: catalog_db itself, or a JDBC catalog's database."""
-        server = (self.data.get("health") or {}).get("postgresql")
-        if server is None and self.data.get("protocol") == "postgresql":
-            server = self.data
-        if not server or not server.get("host"):
+        """(host, port) of the PostgreSQL server its readiness is probed at: catalog_db, or a JDBC catalog's."""
+        server = self.readiness.get("tcp") or {}
+        if server.get("protocol") != "postgresql" or not server.get("host"):
             return None
-        return str(server["host"]), int(server.get("port") or 5432)  # the role may render the port as a string
+        return str(server["host"]), int(server.get("port") or 5432)
 
 
 def find_contracts(directory: Path, hosts: Iterable[str] | None = None, site: str = "") -> list[Contract]:
@@ -89,8 +100,8 @@ def find_contracts(directory: Path, hosts: Iterable[str] | None = None, site: st
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise LakehouseError(f"unreadable contract {path}: {err}") from err
-        if not isinstance(data, dict):
-            raise LakehouseError(f"unreadable contract {path}: not a JSON object")
+        if (problem := lakehouse_contract.problem(data, path.stem)) is not None:
+            raise LakehouseError(f"invalid contract {path}: {problem}")
         found.append(
             Contract(host=host, service=str(data.get("service") or path.stem), path=path, data=data, site=site)
         )

@@ -4,6 +4,7 @@ an HTTPS request, or a PostgreSQL login over TLS (verify-full)."""
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -123,15 +124,21 @@ def postgresql_reason(err: psycopg2.Error) -> str:
 
 
 def health(contract: Contract) -> tuple[bool, str]:
-    """(healthy, text for the table): its readiness URL over HTTPS, else a login at its PostgreSQL server."""
+    """(healthy, text for the table) by the contract's readiness probe: a URL over HTTPS, a login at
+    a PostgreSQL server, a TCP connection; a command runs on the service's host, not from here."""
     ca = contract.ca
     if ca is not None and not ca.is_file():
         return False, f"unknown (CA {ca} missing)"
+    readiness = contract.readiness
     if contract.readiness_url:
         return _http_health(contract.readiness_url, ca)
     if contract.postgresql:
         return _postgresql_health(*contract.postgresql, ca)
-    return False, "unknown (no readiness URL)"
+    if tcp := readiness.get("tcp"):
+        return _tcp_health(str(tcp["host"]), int(tcp["port"]))
+    if readiness.get("command"):
+        return False, "unknown (its readiness is a command on the service's host)"
+    return False, "unknown (no readiness probe)"
 
 
 def _http_health(url: str, ca: Path | None) -> tuple[bool, str]:
@@ -141,6 +148,14 @@ def _http_health(url: str, ca: Path | None) -> tuple[bool, str]:
     if reply.status is None:
         return False, f"unreachable ({reply.detail})"
     return False, f"unhealthy ({reply.status} {reply.detail})".rstrip()
+
+
+def _tcp_health(host: str, port: int) -> tuple[bool, str]:
+    try:
+        socket.create_connection((host, port), timeout=TIMEOUT).close()
+    except OSError as err:
+        return False, f"unreachable ({err.strerror or type(err).__name__})"
+    return True, "accepts connections"
 
 
 def _postgresql_health(host: str, port: int, ca: Path | None) -> tuple[bool, str]:

@@ -63,23 +63,25 @@ def write_contract(state: Path, host: str, service: str, data: dict) -> Path:
 def object_storage_contract(url: str, ca: Path, buckets=("warehouse",)) -> dict:
     """The shape of roles/minio/vars/main.yml's minio_contract."""
     host, port = url.removeprefix("https://").split(":")
+    admin = {
+        "user_ref": "lakehouse_secret:minio/root_user",
+        "secret_ref": "lakehouse_secret:minio/root_password",
+        "kind": "s3_secret_key",
+    }
     return {
+        "schema_version": 1,
         "service": "object_storage",
         "implementation": "minio",
-        "protocol": "s3",
-        "scheme": "https",
-        "host": host,
-        "port": int(port),
         "url": url,
+        "endpoints": [{"name": "s3", "url": url, "scheme": "https", "host": host, "port": int(port)}],
         "region": "us-east-1",
         "path_style": True,
-        "health": {"liveness_url": f"{url}/minio/health/live", "readiness_url": f"{url}/minio/health/ready"},
-        "metrics": {"url": f"{url}/minio/v2/metrics/cluster", "auth": "bearer"},
+        "health": {"readiness": {"url": f"{url}/minio/health/ready"}, "liveness": {"url": f"{url}/minio/health/live"}},
+        "metrics": [
+            {"component": "minio", "url": f"{url}/minio/v2/metrics/cluster", "auth": "bearer", "credentials": admin}
+        ],
         "tls": {"ca_ref": str(ca)},
-        "credentials_ref": {
-            "access_key": "lakehouse_secret:minio/root_user",
-            "secret_key": "lakehouse_secret:minio/root_password",
-        },
+        "credentials": {"admin": admin},
         "buckets": list(buckets),
     }
 
@@ -179,9 +181,9 @@ def test_table_without_rows_and_with_a_bad_row():
 
 def test_contract_discovery(tmp_path):
     state = tmp_path / "state"
-    write_contract(state, "b.example.test", "object_storage", {"service": "object_storage", "url": "https://b:9000"})
-    write_contract(state, "a.example.test", "object_storage", {"service": "object_storage", "url": "https://a:9000"})
-    write_contract(state, "a.example.test", "catalog", {"service": "catalog", "url": "https://a:8181"})
+    write_contract(state, "b.example.test", "object_storage", object_storage_contract("https://b:9000", tmp_path))
+    write_contract(state, "a.example.test", "object_storage", object_storage_contract("https://a:9000", tmp_path))
+    write_contract(state, "a.example.test", "catalog", CATALOG)
     (state / "contracts" / "a.example.test" / "notes.txt").write_text("not a contract")
 
     found = contracts.find_contracts(state, site="s1")
@@ -198,6 +200,83 @@ def test_contract_discovery(tmp_path):
     write_contract(state, "c.example.test", "object_storage", {}).write_text("{not json")
     with pytest.raises(LakehouseError, match="unreadable contract"):
         contracts.find_contracts(state)
+
+
+CATALOG = {
+    "schema_version": 1,
+    "service": "catalog",
+    "implementation": "hive-metastore",
+    "url": "thrift://metastore.example.test:9083",
+    "endpoints": [
+        {
+            "name": "thrift",
+            "url": "thrift://metastore.example.test:9083",
+            "scheme": "thrift",
+            "host": "metastore.example.test",
+            "port": 9083,
+        }
+    ],
+    "health": {"readiness": {"tcp": {"host": "metastore.example.test", "port": 9083}}},
+    "type": "hive",
+    "name": "lakehouse",
+    "warehouse": "s3://warehouse/",
+    "hive": {"uri": "thrift://metastore.example.test:9083"},
+    "object_storage": {
+        "endpoint": "https://s3.example.test",
+        "region": "us-east-1",
+        "path_style": True,
+        "credentials": {"user": "app", "secret_ref": "lakehouse_secret:s3/users/app", "kind": "s3_secret_key"},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(lambda c: c.pop("schema_version"), "schema_version: is required", id="no-schema-version"),
+        pytest.param(
+            lambda c: c.update(schema_version=2), "schema_version: must be 1 (got 2)", id="other-schema-version"
+        ),
+        pytest.param(
+            lambda c: c["endpoints"][0].update(host="192.0.2.7"),
+            "endpoints[0].host: must be a DNS name (an IP literal is refused) (got '192.0.2.7')",
+            id="ip-host",
+        ),
+        pytest.param(
+            lambda c: c.update(url="https://192.0.2.7:9000"),
+            "url: must be a URL whose host is a DNS name (an IP literal is refused) (got 'https://192.0.2.7:9000')",
+            id="ip-url",
+        ),
+        pytest.param(
+            lambda c: c["credentials"]["admin"].update(secret_ref="hunter2-literal"),
+            "credentials.admin.secret_ref: must be a reference to the secret store, lakehouse_secret:<path>"
+            " (a literal secret is refused)",
+            id="literal-secret",
+        ),
+        pytest.param(
+            lambda c: c["credentials"]["admin"].update(kind="api_key"),
+            "credentials.admin.kind: must be one of password, s3_secret_key, bearer_token (got 'api_key')",
+            id="unknown-kind",
+        ),
+        pytest.param(
+            lambda c: c["credentials"]["admin"].update(password="hunter2-literal"),
+            "credentials.admin.password: is not a field of this contract",
+            id="literal-password-field",
+        ),
+        pytest.param(
+            lambda c: c.update(service="catalog"), "service: is 'catalog', expected 'object_storage'", id="other-layer"
+        ),
+    ],
+)
+def test_a_malformed_contract_is_one_line_naming_file_and_field(tmp_path, dirs, change, message):
+    _, state = dirs
+    data = object_storage_contract(f"https://{HOST}:9000", tmp_path)
+    change(data)
+    path = write_contract(state, HOST, "object_storage", data)
+    code, out, err = run_main("status", "-i", str(write_inventory(tmp_path / "hosts.yml", HOST)))
+    assert (code, out) == (1, "")
+    assert err == f"lakehouse: invalid contract {path}: {message}\n"
+    assert "hunter2" not in err
 
 
 def test_state_and_secret_directories_follow_the_roles():

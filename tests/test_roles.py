@@ -168,19 +168,37 @@ def test_postgresql_default_password_is_never_printed(apply_role):
 EXTERNAL_CONTRACTS = """\
 lakehouse_contracts:
   object_storage:
+    schema_version: 1
+    service: object_storage
+    implementation: s3
     url: https://s3.storage.lakehouse.test
+    endpoints:
+      - {name: s3, url: "https://s3.storage.lakehouse.test", scheme: https, host: s3.storage.lakehouse.test, port: 443}
+    health:
+      readiness: {tcp: {host: s3.storage.lakehouse.test, port: 443}}
     region: eu-west-1
     path_style: true
     buckets: [warehouse]
-    users_ref: {lakehouse-app: "lakehouse_secret:s3/users/lakehouse-app"}
+    credentials:
+      lakehouse-app: {user: lakehouse-app, secret_ref: "lakehouse_secret:s3/users/lakehouse-app", kind: s3_secret_key}
   catalog_db:
+    schema_version: 1
+    service: catalog_db
     implementation: postgresql
-    host: db.lakehouse.test
-    port: 5432
+    url: postgresql://db.lakehouse.test:5432/
+    endpoints:
+      - name: postgresql
+        url: postgresql://db.lakehouse.test:5432/
+        scheme: postgresql
+        host: db.lakehouse.test
+        port: 5432
+    health:
+      readiness: {tcp: {host: db.lakehouse.test, port: 5432, protocol: postgresql}}
     sslmode: verify-full
     tls: {ca_ref: /nonexistent/ca.crt}
     databases: [iceberg_catalog]
-    credentials_ref: {iceberg: "lakehouse_secret:postgresql/users/iceberg"}
+    credentials:
+      iceberg: {user: iceberg, secret_ref: "lakehouse_secret:postgresql/users/iceberg", kind: password}
 """
 
 
@@ -226,3 +244,200 @@ def test_glue_catalog_publishes_its_contract_and_installs_nothing(apply_role, tm
 
 def test_trino_without_a_catalog_contract_names_what_is_missing(apply_role, tmp_path):
     assert_refused_before_any_change(apply_role, tmp_path, "trino", "", {}, "no catalog contract; run the play of")
+
+
+def test_trino_reads_a_catalog_contract_only_in_the_schema_shape(apply_role, tmp_path):
+    # The shape before schema_version 1: a JDBC password reference in the jdbc section.
+    old = "lakehouse_contracts:\n  catalog: {service: catalog, type: jdbc, url: 'postgresql://db.lakehouse.test/x'}\n"
+    assert_refused_before_any_change(
+        apply_role,
+        tmp_path,
+        "trino",
+        old,
+        {},
+        "the catalog contract of the inventory (lakehouse_contracts.catalog) is invalid: schema_version: is required",
+    )
+
+
+# --- contracts: every role's, rendered from its defaults, has its layer's shape -------------------
+
+sys.path.insert(0, str(REPO))
+from module_utils import lakehouse_contract  # noqa: E402
+
+# The contract variables of each role and the layer each is published as.
+CONTRACT_VARIABLES = [
+    ("minio", "minio_contract", "object_storage", {}),
+    ("postgresql", "postgresql_contract", "catalog_db", {}),
+    ("iceberg_catalog", "iceberg_catalog_contract", "catalog", {"iceberg_catalog_type": "rest"}),
+    ("iceberg_catalog", "iceberg_catalog_contract", "catalog", {"iceberg_catalog_type": "jdbc"}),
+    (
+        "iceberg_catalog",
+        "iceberg_catalog_contract",
+        "catalog",
+        {
+            "iceberg_catalog_type": "hive",
+            "iceberg_catalog_hive_metastore_uri": "thrift://metastore.lakehouse.test:9083",
+        },
+    ),
+    (
+        "iceberg_catalog",
+        "iceberg_catalog_contract",
+        "catalog",
+        {"iceberg_catalog_type": "glue", "iceberg_catalog_glue_region": "eu-west-1"},
+    ),
+    ("trino", "trino_contract", "query", {}),
+    ("trino", "trino_worker_contract", "query_worker", {}),
+]
+
+
+def the_layers_read(base: dict) -> dict:
+    """External contracts for what the roles read: the object storage, the catalog database, a catalog."""
+    import yaml
+
+    contracts = yaml.safe_load(base)["lakehouse_contracts"]
+    nessie = {"user": "nessie", "secret_ref": "lakehouse_secret:postgresql/users/nessie", "kind": "password"}
+    contracts["catalog_db"]["credentials"]["nessie"] = nessie
+    contracts["catalog_db"]["databases"].append("nessie")
+    contracts["catalog"] = {
+        "schema_version": 1,
+        "service": "catalog",
+        "implementation": "aws-glue",
+        "url": "https://glue.eu-west-1.amazonaws.com",
+        "endpoints": [
+            {
+                "name": "glue",
+                "url": "https://glue.eu-west-1.amazonaws.com",
+                "scheme": "https",
+                "host": "glue.eu-west-1.amazonaws.com",
+                "port": 443,
+            }
+        ],
+        "health": {"readiness": {"tcp": {"host": "glue.eu-west-1.amazonaws.com", "port": 443}}},
+        "type": "glue",
+        "name": "lakehouse",
+        "warehouse": "s3://warehouse/glue",
+        "glue": {"region": "eu-west-1", "catalog_id": ""},
+        "object_storage": {
+            "endpoint": "https://s3.storage.lakehouse.test",
+            "region": "eu-west-1",
+            "path_style": True,
+            "credentials": contracts["object_storage"]["credentials"]["lakehouse-app"],
+        },
+    }
+    return {"lakehouse_contracts": contracts}
+
+
+@pytest.fixture(scope="module", params=["systemd", "helm"])
+def rendered_contracts(request, tmp_path_factory):
+    """Every contract variable of CONTRACT_VARIABLES, rendered by Ansible from the roles' defaults and vars."""
+    tmp = tmp_path_factory.mktemp(f"contracts-{request.param}")
+    files = [
+        "roles/lakehouse/defaults/main/site.yml",
+        "roles/lakehouse/defaults/main/artifacts.yml",
+        "roles/lakehouse/vars/main.yml",
+        "roles/pki/defaults/main.yml",
+        "roles/pki/vars/main.yml",
+    ]
+    roles = dict.fromkeys(role for role, *_ in CONTRACT_VARIABLES)
+    files += [f"roles/{role}/{kind}/main.yml" for role in roles for kind in ("defaults", "vars")]
+    tasks = [
+        {
+            "name": f"Render {variable} {index}",
+            "ansible.builtin.copy": {"content": f"{{{{ {variable} | to_nice_json }}}}", "dest": f"{tmp}/{index}.json"},
+            "vars": extra,
+        }
+        for index, (_, variable, _, extra) in enumerate(CONTRACT_VARIABLES)
+    ]
+    play = [{"hosts": "all", "gather_facts": False, "vars_files": [str(REPO / f) for f in files], "tasks": tasks}]
+    (tmp / "play.yml").write_text(json.dumps(play))
+    (tmp / "hosts.yml").write_text(
+        json.dumps({"all": {"children": {"query_coordinator": {"hosts": {"preflight.lakehouse.test": {}}}}}})
+    )
+    settings = {"lakehouse_delivery": request.param, "ansible_python_interpreter": sys.executable}
+    (tmp / "vars.json").write_text(json.dumps(the_layers_read(EXTERNAL_CONTRACTS) | settings))
+    result = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(tmp / "hosts.yml"),
+            "-c",
+            "local",
+            "-e",
+            f"@{tmp / 'vars.json'}",
+            str(tmp / "play.yml"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "LAKEHOUSE_SECRETS_DIR": str(tmp / "secrets"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return request.param, [json.loads((tmp / f"{index}.json").read_text()) for index in range(len(CONTRACT_VARIABLES))]
+
+
+@pytest.mark.parametrize(
+    "index",
+    range(len(CONTRACT_VARIABLES)),
+    ids=lambda i: "-".join(
+        [CONTRACT_VARIABLES[i][1], *CONTRACT_VARIABLES[i][3].get("iceberg_catalog_type", "").split()]
+    ),
+)
+def test_every_role_contract_matches_its_layer_schema(rendered_contracts, index):
+    delivery, contracts = rendered_contracts
+    _, _, layer, _ = CONTRACT_VARIABLES[index]
+    contract = contracts[index]
+    assert lakehouse_contract.problem(contract, layer) is None, contract
+    assert contract["schema_version"] == 1 and contract["service"] == layer
+    assert contract["url"] == contract["endpoints"][0]["url"]
+    if delivery == "helm" and layer != "catalog":
+        # A cluster publishes its Service's DNS name.
+        assert contract["endpoints"][0]["host"].endswith(".lakehouse.svc.cluster.local"), contract["endpoints"]
+
+
+def test_publishing_refuses_a_contract_of_another_shape_before_writing_it(tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        textwrap.dedent("""\
+        - hosts: all
+          gather_facts: false
+          tasks:
+            - ansible.builtin.include_role:
+                name: lakehouse
+                tasks_from: publish
+              vars:
+                lakehouse_contract_service: query_worker
+                lakehouse_contract:
+                  schema_version: 1
+                  service: query_worker
+                  implementation: trino
+                  url: https://worker-1.lakehouse.test:8443
+                  endpoints:
+                    - name: https
+                      url: https://worker-1.lakehouse.test:8443
+                      scheme: https
+                      host: 192.0.2.8
+                      port: 8443
+                  health: {readiness: {url: "https://worker-1.lakehouse.test:8443/v1/info"}}
+                  coordinator: https://coordinator-1.lakehouse.test:8443
+        """)
+    )
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "preflight.lakehouse.test,", "-c", "local", str(playbook)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "LAKEHOUSE_STATE_DIR": str(tmp_path / "state"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert (
+        "The query_worker contract of preflight.lakehouse.test does not match"
+        " roles/lakehouse/files/contracts/query_worker.schema.json:"
+        " endpoints[0].host: must be a DNS name (an IP literal is refused) (got '192.0.2.8')" in output
+    ), output[-3000:]
+    assert not (tmp_path / "state").exists()
+    assert "lakehouse_published" not in output

@@ -14,6 +14,9 @@ description:
     C(lakehouse_published[<term>]) of the first host of O(group) that has it, when that host ran in this play.
     The JSON file that host's role wrote on the controller, C(<state dir>/contracts/<host>/<term>.json),
     so a run limited to consumers still finds it.
+  - Every contract found is checked against its layer's schema
+    (C(roles/lakehouse/files/contracts/<term>.schema.json)); a contract of another shape fails with the
+    field at fault and where the contract came from.
   - Fails with the play or variable to provide when none is found.
 options:
   _terms:
@@ -46,9 +49,16 @@ _raw:
 
 import json
 import os
+import sys
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
+
+# Ansible puts no controller-side shared code on the path: the repository root holds module_utils/.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.append(REPO)
+from module_utils import lakehouse_contract  # noqa: E402
 
 
 class LookupModule(LookupBase):
@@ -58,35 +68,41 @@ class LookupModule(LookupBase):
         found = []
         for service in terms:
             group = self.get_option("group") or service
-            contract = self._find(service, group, variables)
+            contract, source = self._find(service, group, variables)
             if contract is None:
                 raise AnsibleLookupError(
                     f"lakehouse_contract: no {service} contract; run the play of the {group!r} group first,"
                     f" or declare an external service as lakehouse_contracts.{service}"
                 )
+            problem = lakehouse_contract.problem(contract, service)
+            if problem is not None:
+                raise AnsibleLookupError(
+                    f"lakehouse_contract: the {service} contract of {source} is invalid: {problem}"
+                )
             found.append(contract)
         return found
 
     def _find(self, service, group, variables):
+        """(contract, where it came from), or (None, None)."""
         external = self._templar.template(variables.get("lakehouse_contracts") or {})
         if service in external:
-            return external[service]
+            return external[service], f"the inventory (lakehouse_contracts.{service})"
         hosts = variables.get("groups", {}).get(group, [])
         hostvars = variables.get("hostvars", {})
         for host in hosts:
             fact = (hostvars.get(host, {}).get("lakehouse_published") or {}).get(service)
             if fact:
-                return self._templar.template(fact)
+                return self._templar.template(fact), f"{host} (its lakehouse_published fact)"
         state_dir = self.get_option("state_dir")
         if not state_dir:
-            return None
+            return None, None
         state_dir = os.path.expanduser(self._templar.template(state_dir))
         for host in hosts:
             path = os.path.join(state_dir, "contracts", host, f"{service}.json")
             if os.path.exists(path):
                 try:
                     with open(path, encoding="utf-8") as handle:
-                        return json.load(handle)
+                        return json.load(handle), f"{host} ({path})"
                 except (OSError, ValueError) as err:
                     raise AnsibleLookupError(f"lakehouse_contract: unreadable {path}: {err}") from err
-        return None
+        return None, None

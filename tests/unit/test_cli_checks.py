@@ -12,6 +12,7 @@ import ssl
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,6 +24,7 @@ from minio_server import free_port, write_tls_files  # noqa: E402
 from lakehouse_cli import LakehouseError, clients, probe  # noqa: E402
 from lakehouse_cli.checks import CHECKS, VerifyContext, check, checks_for, run_checks  # noqa: E402
 from lakehouse_cli.contracts import Contract  # noqa: E402
+from module_utils import lakehouse_contract  # noqa: E402
 
 HOST = "metal-1.sandbox.lakehouse.test"
 CA = "/nowhere/pki/ca.crt"
@@ -32,23 +34,36 @@ def contract(data: dict, host: str = HOST) -> Contract:
     return Contract(host=host, service=data["service"], path=Path(f"/state/{data['service']}.json"), data=data)
 
 
+def endpoint(name: str, url: str) -> dict:
+    parts = urlsplit(url)
+    return {"name": name, "url": url, "scheme": parts.scheme, "host": parts.hostname, "port": parts.port}
+
+
 def catalog_db(host: str = HOST, port=5432, ca: str = CA) -> dict:
+    url = f"postgresql://{host}:{port}/"
     return {
+        "schema_version": 1,
         "service": "catalog_db",
         "implementation": "postgresql",
-        "protocol": "postgresql",
-        "scheme": "postgresql",
-        "host": host,
-        "port": port,
-        "url": f"postgresql://{host}:{port}/",
+        "version": "15",
+        "url": url,
+        "endpoints": [endpoint("postgresql", url)],
         "sslmode": "verify-full",
         "tls": {"ca_ref": ca},
-        "health": {"command": f"pg_isready --host={host} --port={port}"},
+        "health": {"readiness": {"tcp": {"host": host, "port": port, "protocol": "postgresql"}}},
         "databases": ["nessie", "iceberg_catalog"],
-        "admin_credentials_ref": {"user": "postgres", "password": "lakehouse_secret:postgresql/postgres_password"},
-        "credentials_ref": {
-            "nessie": "lakehouse_secret:postgresql/users/nessie",
-            "iceberg": "lakehouse_secret:postgresql/users/iceberg",
+        "credentials": {
+            "admin": {
+                "user": "postgres",
+                "secret_ref": "lakehouse_secret:postgresql/postgres_password",
+                "kind": "password",
+            },
+            "nessie": {"user": "nessie", "secret_ref": "lakehouse_secret:postgresql/users/nessie", "kind": "password"},
+            "iceberg": {
+                "user": "iceberg",
+                "secret_ref": "lakehouse_secret:postgresql/users/iceberg",
+                "kind": "password",
+            },
         },
     }
 
@@ -57,57 +72,77 @@ OBJECT_STORAGE = {
     "endpoint": f"https://{HOST}:9000",
     "region": "us-east-1",
     "path_style": True,
-    "access_key": "lakehouse-app",
-    "secret_key_ref": "lakehouse_secret:minio/users/lakehouse-app",
+    "credentials": {
+        "user": "lakehouse-app",
+        "secret_ref": "lakehouse_secret:minio/users/lakehouse-app",
+        "kind": "s3_secret_key",
+    },
 }
 
 
 def rest_catalog(uri: str = f"https://{HOST}:19120/iceberg/main", ca: str = CA) -> dict:
+    management = f"https://{HOST}:19121"
     return {
+        "schema_version": 1,
         "service": "catalog",
         "type": "rest",
         "implementation": "nessie",
         "name": "lakehouse",
         "url": uri,
+        "endpoints": [endpoint("rest", uri), endpoint("management", management)],
         "warehouse": "s3://warehouse/",
-        "health": {"readiness_url": f"https://{HOST}:19121/q/health/ready"},
+        "health": {"readiness": {"url": f"{management}/q/health/ready"}},
+        "metrics": [{"component": "nessie", "url": f"{management}/q/metrics", "auth": "none"}],
         "tls": {"ca_ref": ca},
-        "rest": {"uri": uri, "warehouse": "warehouse"},
-        "object_storage": OBJECT_STORAGE,
-    }
-
-
-def jdbc_catalog() -> dict:
-    return {
-        "service": "catalog",
-        "type": "jdbc",
-        "implementation": "postgresql",
-        "name": "lakehouse",
-        "url": f"postgresql://{HOST}:5432/iceberg_catalog",
-        "warehouse": "s3://warehouse/jdbc",
-        "health": {"postgresql": {"host": HOST, "port": 5432}},
-        "tls": {"ca_ref": CA},
-        "jdbc": {
-            "host": HOST,
-            "port": 5432,
-            "database": "iceberg_catalog",
-            "user": "iceberg",
-            "password_ref": "lakehouse_secret:postgresql/users/iceberg",
-            "sslmode": "verify-full",
+        "rest": {"uri": uri, "warehouse": "warehouse", "auth": "bearer"},
+        "credentials": {
+            "client": {
+                "user": "lakehouse-clients",
+                "secret_ref": "lakehouse_secret:nessie/client_token",
+                "kind": "bearer_token",
+            }
         },
         "object_storage": OBJECT_STORAGE,
     }
 
 
+def jdbc_catalog() -> dict:
+    url = f"postgresql://{HOST}:5432/iceberg_catalog"
+    return {
+        "schema_version": 1,
+        "service": "catalog",
+        "type": "jdbc",
+        "implementation": "postgresql",
+        "name": "lakehouse",
+        "url": url,
+        "endpoints": [endpoint("jdbc", url)],
+        "warehouse": "s3://warehouse/jdbc",
+        "health": {"readiness": {"tcp": {"host": HOST, "port": 5432, "protocol": "postgresql"}}},
+        "tls": {"ca_ref": CA},
+        "jdbc": {"host": HOST, "port": 5432, "database": "iceberg_catalog", "sslmode": "verify-full"},
+        "credentials": {
+            "client": {"user": "iceberg", "secret_ref": "lakehouse_secret:postgresql/users/iceberg", "kind": "password"}
+        },
+        "object_storage": OBJECT_STORAGE,
+    }
+
+
+ADMIN = {"user": "admin", "secret_ref": "lakehouse_secret:trino/users/admin", "kind": "password"}
+
+
 def query(url: str = f"https://{HOST}:8443", ca: str = CA) -> dict:
     return {
+        "schema_version": 1,
         "service": "query",
         "implementation": "trino",
         "url": url,
-        "health": {"readiness_url": f"{url}/v1/info"},
+        "endpoints": [endpoint("https", url)],
+        "health": {"readiness": {"url": f"{url}/v1/info"}},
+        "metrics": [{"component": "coordinator", "url": f"{url}/metrics", "auth": "basic", "credentials": ADMIN}],
         "tls": {"ca_ref": ca},
-        "credentials_ref": {"user": "admin", "password": "lakehouse_secret:trino/users/admin"},
+        "credentials": {"admin": ADMIN},
         "catalog": "lakehouse",
+        "catalog_type": "rest",
         "workers": ["metal-2.sandbox.lakehouse.test"],
     }
 
@@ -115,10 +150,12 @@ def query(url: str = f"https://{HOST}:8443", ca: str = CA) -> dict:
 def query_worker() -> dict:
     url = "https://metal-2.sandbox.lakehouse.test:8443"
     return {
+        "schema_version": 1,
         "service": "query_worker",
         "implementation": "trino",
         "url": url,
-        "health": {"readiness_url": f"{url}/v1/info"},
+        "endpoints": [endpoint("https", url)],
+        "health": {"readiness": {"url": f"{url}/v1/info"}},
         "tls": {"ca_ref": CA},
         "coordinator": f"https://{HOST}:8443",
     }
@@ -137,6 +174,12 @@ def run_one(item: Contract, name: str, ctx: VerifyContext | None = None) -> list
 # --- contracts --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("build", [catalog_db, rest_catalog, jdbc_catalog, query, query_worker])
+def test_the_contracts_here_have_the_published_shapes(build):
+    data = build()
+    lakehouse_contract.check(data, data["service"])
+
+
 def test_the_postgresql_server_of_a_contract():
     assert contract(catalog_db()).postgresql == (HOST, 5432)
     assert contract(catalog_db(port="5433")).postgresql == (HOST, 5433)  # as a template may render it
@@ -147,7 +190,10 @@ def test_the_postgresql_server_of_a_contract():
 
 def test_a_missing_field_is_named():
     item = contract(jdbc_catalog())
-    assert item.require("jdbc.password_ref") == "lakehouse_secret:postgresql/users/iceberg"
+    assert item.require("jdbc.database") == "iceberg_catalog"
+    assert item.credential("client")["secret_ref"] == "lakehouse_secret:postgresql/users/iceberg"
+    with pytest.raises(LakehouseError, match="the catalog contract of .* has no credentials.admin"):
+        item.credential("admin")
     with pytest.raises(LakehouseError, match="the catalog contract of .* has no rest.uri"):
         item.require("rest.uri")
 
@@ -172,7 +218,7 @@ def test_health_probes_by_contract_kind(probes):
     calls, ca = probes
     for data in (catalog_db(), jdbc_catalog(), rest_catalog(), query(), query_worker()):
         data["tls"]["ca_ref"] = ca
-        assert probe.health(contract(data)) == (True, "healthy" if "readiness_url" in data["health"] else "ready")
+        assert probe.health(contract(data)) == (True, "healthy" if "url" in data["health"]["readiness"] else "ready")
     assert calls == [
         ("postgresql", HOST, 5432),
         ("postgresql", HOST, 5432),
@@ -186,8 +232,21 @@ def test_health_without_a_way_to_probe(probes):
     calls, ca = probes
     assert probe.health(contract(catalog_db(ca="/nowhere/ca.crt"))) == (False, "unknown (CA /nowhere/ca.crt missing)")
     no_probe = {"service": "catalog", "url": "x", "tls": {"ca_ref": ca}, "health": {}}
-    assert probe.health(contract(no_probe)) == (False, "unknown (no readiness URL)")
+    assert probe.health(contract(no_probe)) == (False, "unknown (no readiness probe)")
+    on_host = no_probe | {"health": {"readiness": {"command": ["pg_isready"]}}}
+    assert probe.health(contract(on_host)) == (False, "unknown (its readiness is a command on the service's host)")
     assert calls == []
+
+
+def test_tcp_readiness_is_a_connection(tmp_path):
+    import socket
+
+    with socket.create_server(("localhost", 0)) as server:
+        port = server.getsockname()[1]
+        glue = {"service": "catalog", "url": "x", "health": {"readiness": {"tcp": {"host": "localhost", "port": port}}}}
+        assert probe.health(contract(glue)) == (True, "accepts connections")
+    ok, text = probe.health(contract(glue))
+    assert not ok and text.startswith("unreachable (")
 
 
 def test_postgresql_on_a_closed_port_is_unhealthy_in_one_line(tmp_path):
@@ -338,13 +397,14 @@ def test_iceberg_properties_for_both_catalog_types():
     rest = rest_catalog()
     assert clients.iceberg_properties(contract(rest), values.__getitem__) == {
         **s3,
+        "token": "t0ken",  # credentials.client, a bearer token
         "type": "rest",
         "uri": rest["rest"]["uri"],
         "warehouse": "warehouse",
         "ssl": {"cabundle": CA},
     }
-    rest["rest"] |= {"token_ref": "lakehouse_secret:nessie/client_token"}
-    assert clients.iceberg_properties(contract(rest), values.__getitem__)["token"] == "t0ken"
+    rest["rest"]["auth"] = "none"
+    assert "token" not in clients.iceberg_properties(contract(rest), values.__getitem__)
 
 
 def test_the_round_trip_needs_the_catalog_named_by_the_query_contract():

@@ -22,6 +22,7 @@ from minio import Minio
 
 sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
 from lakehouse_cli.contracts import resolve_secret  # noqa: E402
+from module_utils import lakehouse_contract  # noqa: E402
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = EPHEMERAL / "secrets"
@@ -30,7 +31,15 @@ HOST = "minio-1.molecule.lakehouse.test"
 
 @pytest.fixture(scope="module")
 def contract():
-    return json.loads((EPHEMERAL / "state" / "contracts" / HOST / "object_storage.json").read_text())
+    data = json.loads((EPHEMERAL / "state" / "contracts" / HOST / "object_storage.json").read_text())
+    lakehouse_contract.check(data, "object_storage")
+    return data
+
+
+def s3_endpoint(contract) -> dict:
+    [endpoint] = contract["endpoints"]
+    assert endpoint["name"] == "s3"
+    return endpoint
 
 
 def secret(ref: str) -> str:
@@ -55,7 +64,7 @@ def status(url: str, context: ssl.SSLContext, headers: dict | None = None) -> in
 def client(contract, access_key: str, secret_key: str) -> Minio:
     pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=contract["tls"]["ca_ref"], retries=1)
     return Minio(
-        f"{contract['host']}:{contract['port']}",
+        f"{s3_endpoint(contract)['host']}:{s3_endpoint(contract)['port']}",
         access_key=access_key,
         secret_key=secret_key,
         secure=True,
@@ -65,8 +74,9 @@ def client(contract, access_key: str, secret_key: str) -> Minio:
 
 
 def root_client(contract) -> Minio:
-    refs = contract["credentials_ref"]
-    return client(contract, secret(refs["access_key"]), secret(refs["secret_key"]))
+    admin = contract["credentials"]["admin"]
+    assert admin["kind"] == "s3_secret_key"
+    return client(contract, secret(admin["user_ref"]), secret(admin["secret_ref"]))
 
 
 def test_unit_is_active_and_enabled(host):
@@ -92,14 +102,15 @@ def test_runs_as_its_own_user_with_private_secrets(host):
 
 
 def test_tls_port_listening_and_plain_http_refused(host, contract):
-    assert host.socket(f"tcp://{contract['port']}").is_listening
-    plain = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://{HOST}:{contract['port']}/minio/health/live")
+    port = s3_endpoint(contract)["port"]
+    assert host.socket(f"tcp://{port}").is_listening
+    plain = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' http://{HOST}:{port}/minio/health/live")
     assert plain.stdout.strip() in ("000", "400"), "plain HTTP must not be served"
 
 
 def test_health_endpoints_answer_without_credentials(contract, tls):
-    assert status(contract["health"]["liveness_url"], tls) == 200
-    assert status(contract["health"]["readiness_url"], tls) == 200
+    assert status(contract["health"]["liveness"]["url"], tls) == 200
+    assert status(contract["health"]["readiness"]["url"], tls) == 200
 
 
 def test_certificate_is_issued_for_the_dns_name(contract, tls):
@@ -149,16 +160,18 @@ def test_declared_buckets_policies_and_users(contract):
 
 
 def test_metrics_need_a_bearer_token(host, contract, tls):
-    assert contract["metrics"]["auth"] == "bearer"
-    assert status(contract["metrics"]["url"], tls) == 403
-    user = secret(contract["credentials_ref"]["access_key"])
-    password = secret(contract["credentials_ref"]["secret_key"])
+    [metrics] = contract["metrics"]
+    assert metrics["auth"] == "bearer"
+    assert status(metrics["url"], tls) == 403
+    # The token is signed with the credential the contract names for the scraper.
+    user = secret(metrics["credentials"]["user_ref"])
+    password = secret(metrics["credentials"]["secret_ref"])
     # mc on the host is the documented way to mint a scrape token (ephemeral test credentials).
-    alias = f"MC_HOST_lakehouse=https://{user}:{password}@{HOST}:{contract['port']}"
+    alias = f"MC_HOST_lakehouse=https://{user}:{password}@{HOST}:{s3_endpoint(contract)['port']}"
     generated = host.run(f"{alias} mc --json admin prometheus generate lakehouse")
     assert generated.rc == 0, "mc admin prometheus generate failed"
     token = json.loads(generated.stdout)["bearerToken"]
-    assert status(contract["metrics"]["url"], tls, {"Authorization": f"Bearer {token}"}) == 200
+    assert status(metrics["url"], tls, {"Authorization": f"Bearer {token}"}) == 200
 
 
 def test_rendered_config_names_hosts_not_addresses(host):

@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
 from lakehouse_cli.contracts import resolve_secret  # noqa: E402
+from module_utils import lakehouse_contract  # noqa: E402
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = EPHEMERAL / "secrets"
@@ -30,7 +31,14 @@ UNIT = "lakehouse-postgresql.service"
 
 @pytest.fixture(scope="module")
 def contract():
-    return json.loads((EPHEMERAL / "state" / "contracts" / HOST / "catalog_db.json").read_text())
+    data = json.loads((EPHEMERAL / "state" / "contracts" / HOST / "catalog_db.json").read_text())
+    lakehouse_contract.check(data, "catalog_db")
+    return data
+
+
+def server(contract) -> dict:
+    [endpoint] = contract["endpoints"]
+    return endpoint
 
 
 def secret(ref: str) -> str:
@@ -46,15 +54,18 @@ def psql(host, contract, user: str, password: str, sql: str, sslmode: str | None
         "PGCONNECT_TIMEOUT": "10",
     }
     assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+    endpoint = server(contract)
     command = (
-        f"{assignments} psql -X -w -tA -h {contract['host']} -p {contract['port']} -U {shlex.quote(user)} "
+        f"{assignments} psql -X -w -tA -h {endpoint['host']} -p {endpoint['port']} -U {shlex.quote(user)} "
         f"-d {shlex.quote(database)} -c {shlex.quote(sql)}"
     )
     return host.run(command)
 
 
 def admin_password(contract) -> str:
-    return secret(contract["admin_credentials_ref"]["password"])
+    admin = contract["credentials"]["admin"]
+    assert (admin["user"], admin["kind"]) == ("postgres", "password")
+    return secret(admin["secret_ref"])
 
 
 def test_unit_is_active_and_enabled_and_debian_units_are_not(host):
@@ -95,15 +106,15 @@ def test_secret_files_are_private(host):
 
 
 def test_port_listening(host, contract):
-    assert host.socket(f"tcp://0.0.0.0:{contract['port']}").is_listening
+    assert host.socket(f"tcp://0.0.0.0:{server(contract)['port']}").is_listening
 
 
 def test_tls_handshake_from_the_controller_verifies_the_dns_name(contract):
     context = ssl.create_default_context(cafile=contract["tls"]["ca_ref"])
-    with socket.create_connection((contract["host"], contract["port"]), timeout=10) as raw:
+    with socket.create_connection((server(contract)["host"], server(contract)["port"]), timeout=10) as raw:
         raw.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
         assert raw.recv(1) == b"S", "the server must offer TLS"
-        with context.wrap_socket(raw, server_hostname=contract["host"]) as tls:
+        with context.wrap_socket(raw, server_hostname=server(contract)["host"]) as tls:
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
@@ -130,7 +141,7 @@ def test_wrong_and_default_passwords_are_refused(host, contract):
 
 def test_declared_databases_and_users(host, contract):
     assert sorted(contract["databases"]) == ["iceberg_catalog", "nessie"]
-    assert sorted(contract["credentials_ref"]) == ["iceberg", "nessie"]
+    assert sorted(contract["credentials"]) == ["admin", "iceberg", "nessie"]
     admin = admin_password(contract)
     owners = psql(
         host,
@@ -148,7 +159,7 @@ def test_declared_databases_and_users(host, contract):
     assert roles.stdout.strip() == ""
     # Each application user logs in over TLS with its generated password and may create tables.
     for user, database in (("nessie", "nessie"), ("iceberg", "iceberg_catalog")):
-        password = secret(contract["credentials_ref"][user])
+        password = secret(contract["credentials"][user]["secret_ref"])
         result = psql(
             host, contract, user, password, "CREATE TABLE probe (id int); DROP TABLE probe; SELECT 1", database=database
         )

@@ -7,7 +7,6 @@ contracts and the secret store; the `lakehouse verify` checks run as the command
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -52,7 +51,8 @@ def node_id(inventory_hostname: str) -> str:
 
 @pytest.fixture(scope="module")
 def query():
-    return json.loads((STATE / "contracts" / COORDINATOR / "query.json").read_text())
+    [found] = contracts.find_contracts(STATE, hosts=[COORDINATOR])  # checked against its schema as read
+    return found.data
 
 
 def test_every_layer_published_its_contract_on_its_own_host():
@@ -70,11 +70,12 @@ def test_the_worker_registered_with_the_coordinator(query, monkeypatch):
     # requests lets these variables override an explicit `verify`: trust the lakehouse CA alone.
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.setenv(name, query["tls"]["ca_ref"])
-    refs = query["credentials_ref"]
-    user, password = refs["user"], resolve_secret(refs["password"], SECRETS)
+    admin = query["credentials"]["admin"]
+    user, password = admin["user"], resolve_secret(admin["secret_ref"], SECRETS)
+    [endpoint] = query["endpoints"]
     with connect(
-        host=query["host"],
-        port=int(query["port"]),
+        host=endpoint["host"],
+        port=endpoint["port"],
         user=user,
         auth=BasicAuthentication(user, password),
         http_scheme="https",
