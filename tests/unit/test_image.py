@@ -271,6 +271,25 @@ def test_an_archive_root_is_taken(run_module, inputs):
     assert "has nothing under 'nope' to take" in failed.value.result["msg"]
 
 
+def test_hard_links_stay_hard_links_with_the_data_first(run_module, inputs):
+    tarball = inputs["dir"] / "linked.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        data = tarfile.TarInfo("pkg/plugin-b/shared.jar")
+        data.size, data.mode = 3, 0o644
+        tar.addfile(data, io.BytesIO(b"jar"))
+        for name in ("pkg/plugin-a/shared.jar", "pkg/plugin-c/shared.jar"):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.LNKTYPE, "pkg/plugin-b/shared.jar"
+            tar.addfile(link)
+    args = args_for(
+        inputs, inputs["dir"] / "cache", archives=[{"src": str(tarball), "dest": "/opt/pkg", "root": "pkg"}]
+    )
+    layer = Archive(run_module(MODULE, args)["archive"]).layers[0]
+    carrier, *links = (layer[f"opt/pkg/plugin-{x}/shared.jar"][0] for x in "abc")
+    assert carrier.isfile() and carrier.size == 3 and layer["opt/pkg/plugin-a/shared.jar"][1] == b"jar"
+    assert all(link.islnk() and link.linkname == "opt/pkg/plugin-a/shared.jar" for link in links)
+
+
 def test_an_input_that_does_not_match_its_pin_is_refused(run_module, inputs):
     args = args_for(inputs, inputs["dir"] / "cache")
     args["files"][0]["sha256"] = "0" * 64
