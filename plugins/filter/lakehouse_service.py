@@ -8,7 +8,7 @@ A service role describes its service as data (roles/<role>/vars/main.yml, `<role
     packages, package_config, conflicting_units                  Debian packages (metal) / image base
     files [{path, content, secret}]                               config files shared by every component
     directories, read_write_paths, capabilities, address_families, full_proc, limit_nofile
-    image                                                         key in lakehouse_images (default: name)
+    image, version                                                key in lakehouse_images (default: name); image tag
     components [...]                                              one process each (required, >= 1)
     jobs [...]                                                    one-off steps
 
@@ -63,6 +63,7 @@ SERVICE = {
     "full_proc": False,
     "limit_nofile": 65536,
     "image": None,
+    "version": None,
     "components": REQUIRED,
     "jobs": [],
 }
@@ -236,6 +237,7 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
     service["image"] = service["image"] or service["name"]
     service["_env"], service["_pre_start"] = {}, []
     service["java"] = service["runtime"] == "java"
+    service["truststore_builder"] = platform.get("truststore_builder") if service["java"] else None
     if service["runtime"] not in (None, "java"):
         raise AnsibleFilterError(f"{where}: unknown runtime {service['runtime']} (known: java)")
     if service["java"]:
@@ -424,6 +426,32 @@ def helm_values(service: dict, components: list[dict], image: dict, cluster_doma
     }
 
 
+def image_content(service: dict, table: dict, fetched: dict, root: str, arch: str, builder: str) -> dict:
+    """What a service's image holds, laid out as the systemd engine lays out a host: each verified
+    artifact at its versioned path (an archive unpacked there), its `dest` a link to it, the Java
+    trust store builder where the unit runs it; the service user owns its home and directories."""
+    content = {"files": [], "archives": [], "links": []}
+    for artifact in service["artifacts"]:
+        entry = table[artifact["name"]]
+        leaf = (entry.get("unpack") or {}).get("root") or entry["filename"]
+        path = f"{root}/{artifact['name']}/{entry['version']}/{leaf}"
+        source = {"src": fetched[artifact["name"]]["path"], "dest": path, "sha256": entry["sha256"][arch]}
+        if entry.get("unpack"):
+            content["archives"].append({**source, "root": entry["unpack"]["root"]})
+        else:
+            content["files"].append({**source, "mode": "0755"})
+        content["links"].append({"dest": artifact["dest"], "src": path})
+    if service["java"]:
+        content["files"].append({"src": builder, "dest": service["truststore_builder"], "mode": "0755"})
+    content["directories"] = [{"path": path} for path in service["directories"]]
+    # Tagged by the service's version, else its first artifact's; the digest decides anyway.
+    main = service["artifacts"][0]["name"] if service["artifacts"] else None
+    content["tag"] = str(service["version"] or (table[main]["version"] if main else ""))
+    if not content["tag"]:
+        raise AnsibleFilterError(f"service {service['name']}: an image needs the service's `version` or an artifact")
+    return content
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -431,4 +459,5 @@ class FilterModule:
             "lakehouse_placed": placed,
             "lakehouse_config_objects": config_objects,
             "lakehouse_helm_values": helm_values,
+            "lakehouse_image_content": image_content,
         }

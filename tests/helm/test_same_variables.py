@@ -28,6 +28,7 @@ CLUSTER = "cluster-1.crossdelivery.lakehouse.test"
 NETWORK = "lakehouse-crossdelivery"
 NAMESPACE = "lakehouse"
 
+KWOK_IMAGE = {"repository": "lakehouse/minio", "tag": "kwok", "digest": "sha256:" + "0" * 64}
 LARGER = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}}
 MINIO_VARIABLES = {
     "minio_buckets": [{"name": "warehouse", "versioning": "enabled"}],
@@ -59,8 +60,10 @@ def site(tmp_path_factory, cp, api):
                         "lakehouse_delivery": "helm",
                         "lakehouse_k8s_kubeconfig": str(cp.kubeconfig),
                         "lakehouse_k8s_namespace": NAMESPACE,
-                        # kwok simulates the pods: there is no S3 endpoint to manage buckets through.
+                        # kwok simulates the pods: there is no S3 endpoint to manage buckets through,
+                        # and no runtime to import an image into (the real node tier builds and runs it).
                         "minio_manage_resources": False,
+                        "lakehouse_images": {"minio": KWOK_IMAGE},
                     },
                 },
                 "object_storage": {"hosts": {METAL: None, CLUSTER: None}, "vars": MINIO_VARIABLES},

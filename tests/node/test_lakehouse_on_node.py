@@ -1,0 +1,291 @@
+"""The whole query path as Helm releases on the real node, from the sandbox's variables.
+
+One inventory host stands for the node's cluster and belongs to every service group. `lakehouse
+up` builds each service's image from the artifact table, imports it into the node's containerd,
+stores the rendered config in ConfigMaps and Secrets and installs the generic chart; the pods
+really run, under the restricted Pod Security Standard. Then `verify` runs the same checks as on
+metal (pyiceberg writes, Trino reads, and back; every refusal), a second `up` changes nothing,
+`--check --diff` shows a changed value and changes nothing, a worker pod deleted during a query
+loop drains without a failed query, and switching only `iceberg_catalog_type` to `jdbc` verifies
+green again. The controller finds the Services by name through a block in /etc/hosts that the
+engine writes (lakehouse_k8s_hosts_file), removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from controlplane import wait_for
+from kubernetes import client
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from lakehouse_cli import checks, contracts  # noqa: E402
+
+pytestmark = pytest.mark.node
+
+CLUSTER = "cluster-1.node.lakehouse.test"
+NAMESPACE = "lakehouse"
+SITE = "nodelake"
+HOSTS_FILE = Path("/etc/hosts")
+SERVICES = ("minio", "postgresql", "nessie", "trino")
+GROUPS = ("object_storage", "catalog_db", "iceberg_catalog", "query_coordinator", "query_workers")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, node):
+    """The sandbox's variables on an inventory whose one host is the node's cluster."""
+    root = tmp_path_factory.mktemp("lakehouse-on-node")
+    inventory = root / "inventory"
+    shutil.copytree(REPO / "inventories" / "sandbox" / "group_vars", inventory / "group_vars")
+    (inventory / "group_vars" / "sandbox.yml").unlink()  # the metal hosts' connection
+    hosts = {
+        "all": {
+            "vars": {"lakehouse_site": SITE},
+            "children": {
+                "clusters": {
+                    "hosts": {CLUSTER: None},
+                    "vars": {
+                        "ansible_connection": "local",
+                        "ansible_python_interpreter": sys.executable,
+                        "lakehouse_delivery": "helm",
+                        "lakehouse_k8s_kubeconfig": str(node.kubeconfig),
+                        "lakehouse_k8s_namespace": NAMESPACE,
+                        "lakehouse_k8s_containerd_socket": str(node.containerd_socket),
+                        "lakehouse_k8s_hosts_file": str(HOSTS_FILE),
+                        # Pods connect from addresses that change; the NetworkPolicy decides who may.
+                        "postgresql_client_networks": ["all"],
+                        "trino_heap_size": "1G",
+                        "trino_resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                        "trino_worker_replicas": 1,
+                        "minio_volume_size": "1Gi",
+                        "postgresql_volume_size": "1Gi",
+                        "trino_volume_size": "1Gi",
+                    },
+                },
+                **{group: {"hosts": {CLUSTER: None}} for group in GROUPS},
+            },
+        }
+    }
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    node.volumes(6, "1Gi", prefix="lakehouse")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_SECRET_")},
+        **node.env,
+        "LAKEHOUSE_SECRETS_DIR": str(root / "secrets"),
+        "LAKEHOUSE_STATE_DIR": str(root / "state"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    yield {"inventory": inventory, "env": env, "root": root}
+    text = HOSTS_FILE.read_text()
+    HOSTS_FILE.write_text(re.sub(rf"# BEGIN lakehouse {SITE} .*?# END lakehouse {SITE} [^\n]*\n", "", text, flags=re.S))
+
+
+def lakehouse(site, command: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse_cli", command, "-i", str(site["inventory"]), *args],
+        cwd=REPO,
+        env=site["env"],
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+
+
+def playbook(site, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(site["inventory"]),
+            "playbooks/site.yml",
+            *args,
+        ],
+        cwd=REPO,
+        env=site["env"],
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+
+
+def recap(output: str) -> dict[str, int]:
+    match = re.search(rf"{re.escape(CLUSTER)}\s+:\s+(.*)", output)
+    assert match, output[-3000:]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def revisions(node) -> dict[str, int]:
+    out = subprocess.run(
+        ["helm", "list", "-n", NAMESPACE, "-o", "json"], env=node.env, capture_output=True, text=True, check=True
+    ).stdout
+    return {release["name"]: int(release["revision"]) for release in json.loads(out)}
+
+
+def verify(site) -> list[checks.CheckResult]:
+    found = contracts.find_contracts(Path(site["env"]["LAKEHOUSE_STATE_DIR"]), [CLUSTER], site=SITE)
+    results = checks.run_checks(found, checks.VerifyContext(env=site["env"], contracts=found))
+    failed = [r for r in results if not r.ok]
+    assert not failed, "\n".join(f"{r.check} at {r.endpoint}: {r.detail}" for r in failed)
+    return results
+
+
+def round_trip(results) -> list[str]:
+    return [r.detail for r in results if r.check == "query Iceberg round trip"]
+
+
+@pytest.fixture(scope="module")
+def up(site):
+    result = lakehouse(site, "up", "-e", "iceberg_catalog_type=rest")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    return result
+
+
+def test_every_service_runs_in_pods_admitted_under_restricted(up, node, node_api):
+    core = client.CoreV1Api(node_api)
+    labels = core.read_namespace(NAMESPACE).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    pods = core.list_namespaced_pod(NAMESPACE).items
+    running = {p.metadata.labels["app.kubernetes.io/name"] for p in pods if p.status.phase == "Running"}
+    assert running >= set(SERVICES), {p.metadata.name: p.status.phase for p in pods}
+    for pod in pods:
+        for container in pod.spec.containers:
+            assert container.security_context.read_only_root_filesystem is True, pod.metadata.name
+            assert container.image.startswith(f"lakehouse/{pod.metadata.labels['app.kubernetes.io/name']}:")
+            assert "@sha256:" in container.image
+    refused = [e.message for e in core.list_namespaced_event(NAMESPACE).items if "PodSecurity" in (e.message or "")]
+    assert not refused, refused
+
+
+def test_contracts_name_services_by_their_cluster_dns_names(up, site):
+    state = Path(site["env"]["LAKEHOUSE_STATE_DIR"]) / "contracts" / CLUSTER
+    urls = {path.stem: json.loads(path.read_text())["url"] for path in state.glob("*.json")}
+    suffix = f".{NAMESPACE}.svc.cluster.local"
+    assert urls["object_storage"] == f"https://minio{suffix}:9000"
+    assert urls["catalog"] == f"https://nessie{suffix}:19120/iceberg/main"
+    assert urls["query"] == f"https://trino{suffix}:8443"
+    assert urls["catalog_db"].startswith(f"postgresql://postgresql{suffix}:5432")
+
+
+def test_verify_rest_catalog_pyiceberg_and_trino_both_ways(up, site):
+    assert round_trip(verify(site)) == ["pyiceberg → trino: 3 rows equal", "trino → pyiceberg: 4 rows equal"]
+
+
+def test_second_up_changes_nothing_and_makes_no_revision(up, site, node):
+    before = revisions(node)
+    result = playbook(site, "-e", "iceberg_catalog_type=rest")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert recap(result.stdout)["changed"] == 0, result.stdout[-6000:]
+    assert revisions(node) == before
+
+
+def test_check_diff_of_a_changed_value_shows_it_and_changes_nothing(up, site, node):
+    before = revisions(node)
+    result = playbook(site, "--check", "--diff", "-e", "iceberg_catalog_type=rest", "-e", "minio_region=eu-west-3")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert recap(result.stdout)["changed"] >= 1
+    assert "MINIO_SITE_REGION" not in result.stdout, "a secret file's content must not be shown"
+    assert "checksum" in result.stdout, "the diff shows the release's changed config checksum"
+    assert revisions(node) == before
+
+
+def trino_query(site, sql: str) -> list:
+    import trino
+
+    found = {c.service: c for c in contracts.find_contracts(Path(site["env"]["LAKEHOUSE_STATE_DIR"]), [CLUSTER])}
+    query = found["query"]
+    admin = query.data["credentials"]["admin"]
+    password = contracts.resolve_secret(admin["secret_ref"], SITE, site["env"])
+    endpoint = query.data["endpoints"][0]
+    conn = trino.dbapi.connect(
+        host=endpoint["host"],
+        port=endpoint["port"],
+        http_scheme="https",
+        user=admin["user"],
+        auth=trino.auth.BasicAuthentication(admin["user"], password),
+        verify=str(query.ca),
+        request_timeout=60,
+    )
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_deleted_worker_pod_drains_and_no_query_fails(up, site, node_api):
+    core = client.CoreV1Api(node_api)
+    workers = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=worker").items
+    assert len(workers) == 1
+    failures, answered, stop = [], [], threading.Event()
+
+    def loop():
+        deadline = time.monotonic() + 240
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                answered.append(trino_query(site, "SELECT count(*) FROM UNNEST(sequence(1, 200000))"))
+            except Exception as err:  # noqa: BLE001 (every failure counts)
+                failures.append(repr(err))
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        wait_for("queries answered before the deletion", lambda: len(answered) >= 2, timeout=120)
+        name = workers[0].metadata.name
+        core.delete_namespaced_pod(name, NAMESPACE)
+        # The preStop drain asks Trino for a graceful shutdown: the terminating pod's log says so.
+        wait_for("the worker's graceful shutdown", lambda: "Shutdown requested" in pod_log(core, name), timeout=120)
+        wait_for(
+            "a new worker registered",
+            lambda: (
+                trino_query(
+                    site, "SELECT count(*) FROM system.runtime.nodes WHERE coordinator = false AND state = 'active'"
+                )
+                == [[1]]
+                and workers[0].metadata.uid
+                not in {
+                    p.metadata.uid
+                    for p in core.list_namespaced_pod(
+                        NAMESPACE, label_selector="app.kubernetes.io/component=worker"
+                    ).items
+                }
+            ),
+            timeout=300,
+            interval=2,
+        )
+        count = len(answered)
+        wait_for("queries answered after the new worker", lambda: len(answered) >= count + 2, timeout=120)
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+    assert not failures, failures
+
+
+def pod_log(core, name: str) -> str:
+    try:
+        return core.read_namespaced_pod_log(name, NAMESPACE, tail_lines=200)
+    except client.ApiException as err:
+        if err.status in (400, 404):  # not started yet, or gone
+            return ""
+        raise
+
+
+def test_switching_only_the_catalog_type_to_jdbc_verifies_green(up, site):
+    result = lakehouse(site, "up", "-e", "iceberg_catalog_type=jdbc")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    results = verify(site)
+    assert round_trip(results) == ["pyiceberg → trino: 3 rows equal", "trino → pyiceberg: 4 rows equal"]
