@@ -661,7 +661,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         """Create `count` static hostPath PersistentVolumes (storageClassName "", so claims that name
         no class bind to them) under the node's temp dir; returns their names.
 
-        Directories are world-writable: charts run pods as various non-root uids.
+        Directories are world-writable: charts run pods as various non-root uids. Each carries the
+        label lakehouse.test/volumes=<prefix>, for claims that must get these and no others.
         """
         names = []
         for _ in range(count):
@@ -673,7 +674,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             pv = {
                 "apiVersion": "v1",
                 "kind": "PersistentVolume",
-                "metadata": {"name": name, "labels": {"lakehouse.test/volume": "static"}},
+                "metadata": {"name": name, "labels": {"lakehouse.test/volumes": prefix}},
                 "spec": {
                     "capacity": {"storage": size},
                     "accessModes": ["ReadWriteOnce"],

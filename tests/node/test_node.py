@@ -255,7 +255,8 @@ def test_memory_limit_kills_a_pod_that_exceeds_it(node, core, ns):
 
 
 def test_claims_without_a_storage_class_bind_to_static_volumes_and_pods_write(node, node_api, core, ns):
-    (pv,) = node.volumes(1, "1Gi", prefix=f"{ns}-pv")
+    prefix = f"{ns}-pv"
+    (pv,) = node.volumes(1, "1Gi", prefix=prefix)
     container = restricted_container(
         "writer",
         node.busybox_image,
@@ -271,11 +272,16 @@ def test_claims_without_a_storage_class_bind_to_static_volumes_and_pods_write(no
             "replicas": 1,
             "selector": {"matchLabels": {"app": "writer"}},
             "template": {"metadata": {"labels": {"app": "writer"}}, "spec": pod("writer", [container])["spec"]},
-            # No storageClassName: with no default class the claim binds to a class-less volume.
+            # No storageClassName: with no default class the claim binds to a class-less volume;
+            # the selector keeps it off volumes other tests on the shared node made.
             "volumeClaimTemplates": [
                 {
                     "metadata": {"name": "data"},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                        "selector": {"matchLabels": {"lakehouse.test/volumes": prefix}},
+                    },
                 }
             ],
         },
