@@ -7,7 +7,7 @@ canonical (sorted keys, no spaces).
 
 A layer is a set of entries (files, directories, symlinks) collected from files on disk, bytes,
 directory trees and archives (tar, tar.gz, tar.xz, zip, wheel). `write_image` turns built layers
-into an archive that `ctr images import`, `skopeo copy oci-archive:` and `docker load` accept.
+into an OCI image layout archive (the format `ctr images import` and `skopeo copy oci-archive:` read).
 `image_from_directory` is the short way for a one-layer image of a directory.
 
 Modules import this as ``ansible.module_utils.lakehouse_oci``; plain scripts may import it by path.
