@@ -669,15 +669,23 @@ class Image:
         return False
 
     def import_image(self, record: dict) -> bool:
+        """Import the archive under its tag, and name it by digest too: a pod names its image
+        repository:tag@digest, which containerd's CRI resolves through an image named
+        repository@digest (a pull creates both; an import only the tag's)."""
         c = self.module.params["containerd"]
-        if self.in_containerd(record["image"], record["digest"]):
+        names = (record["image"], f"{record['image'].rsplit(':', 1)[0]}@{record['digest']}")
+        missing = [name for name in names if not self.in_containerd(name, record["digest"])]
+        if not missing:
             return False
         if self.module.check_mode:
             return True
-        args = ["images", "import"] + (["--snapshotter", c["snapshotter"]] if c.get("snapshotter") else [])
-        self.ctr(*args, self.archive)
-        if not self.in_containerd(record["image"], record["digest"]):
+        if names[0] in missing:
+            args = ["images", "import"] + (["--snapshotter", c["snapshotter"]] if c.get("snapshotter") else [])
+            self.ctr(*args, self.archive)
+        if not self.in_containerd(names[0], record["digest"]):
             self.fail(f"ctr imported {self.archive} but lists no {record['image']} at {record['digest']}")
+        if not self.in_containerd(names[1], record["digest"]):
+            self.ctr("images", "tag", "--force", names[0], names[1])
         return True
 
     def push_image(self, record: dict, result: dict) -> bool:
@@ -685,9 +693,11 @@ class Image:
         base, prefix = split_repository(r["url"])
         repository = f"{prefix}/{self.name}" if prefix else self.name
         result["pushed_reference"] = f"{base.split('://', 1)[1]}/{repository}:{self.tag}@{record['digest']}"
-        registry = Registry(base, repository, r["username"], r["password"], r.get("ca_path") or "", r["validate_certs"])
         try:
-            if not os.path.isfile(self.archive):  # check mode before a first build
+            registry = Registry(
+                base, repository, r["username"], r["password"], r.get("ca_path") or "", r["validate_certs"]
+            )
+            if result["built"] and self.module.check_mode:  # the archive is not (yet) this build's
                 return registry.manifest_digest(self.tag) != record["digest"]
             return push(self.archive, registry, self.tag, record["digest"], self.module.check_mode)["pushed"]
         except RegistryError as e:
