@@ -426,6 +426,37 @@ def helm_values(service: dict, components: list[dict], image: dict, cluster_doma
     }
 
 
+def readiness_waits(service: dict, components: list[dict], endpoint: dict) -> list[dict]:
+    """The HTTP readiness probes an engine waits on from the controller, by DNS name.
+
+    On a metal host every component's probe, at the service's published name. On a cluster the
+    kubelet's probes gate the rollout; they check the status only, so a probe that must also
+    match the body (Trino's "starting": false) is waited on here, through the component's Service.
+    """
+    waits = []
+    for component in components:
+        probe = component["health"]["readiness"]
+        if not probe["port"]:
+            continue
+        if endpoint["delivery"] == "helm":
+            port = next(p for p in component["ports"] if p["name"] == probe["port"])
+            if not (probe["match"] and port["exposed"]):
+                continue
+            host = f"{component['workload']}.{endpoint['namespace']}.svc.{endpoint['cluster_domain']}"
+        else:
+            host = service["server_name"]
+        waits.append(
+            {
+                "component": component["name"],
+                "url": f"{probe['scheme']}://{host}:{probe['number']}{probe['path']}",
+                "match": probe["match"] or "",
+                "retries": component["health"]["retries"],
+                "delay": component["health"]["delay"],
+            }
+        )
+    return waits
+
+
 def image_content(service: dict, table: dict, fetched: dict, root: str, arch: str, builder: str) -> dict:
     """What a service's image holds, laid out as the systemd engine lays out a host: each verified
     artifact at its versioned path (an archive unpacked there), its `dest` a link to it, the Java
@@ -460,4 +491,5 @@ class FilterModule:
             "lakehouse_config_objects": config_objects,
             "lakehouse_helm_values": helm_values,
             "lakehouse_image_content": image_content,
+            "lakehouse_readiness_waits": readiness_waits,
         }

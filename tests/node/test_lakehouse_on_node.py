@@ -50,34 +50,35 @@ def site(tmp_path_factory, node):
     inventory = root / "inventory"
     shutil.copytree(REPO / "inventories" / "sandbox" / "group_vars", inventory / "group_vars")
     (inventory / "group_vars" / "sandbox.yml").unlink()  # the metal hosts' connection
+    # In group_vars/, since the copied group_vars/all would win over variables in hosts.yml.
+    cluster_vars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "lakehouse_delivery": "helm",
+        "lakehouse_k8s_kubeconfig": str(node.kubeconfig),
+        "lakehouse_k8s_namespace": NAMESPACE,
+        "lakehouse_k8s_containerd_socket": str(node.containerd_socket),
+        "lakehouse_k8s_hosts_file": str(HOSTS_FILE),
+        # Pods connect from addresses that change; the NetworkPolicy decides who may.
+        "postgresql_client_networks": ["all"],
+        "trino_heap_size": "1G",
+        "trino_resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "trino_worker_replicas": 1,
+        "minio_volume_size": "1Gi",
+        "postgresql_volume_size": "1Gi",
+        "trino_volume_size": "1Gi",
+    }
+    (inventory / "group_vars" / "clusters.yml").write_text(yaml.safe_dump(cluster_vars))
     hosts = {
         "all": {
-            "vars": {"lakehouse_site": SITE},
             "children": {
-                "clusters": {
-                    "hosts": {CLUSTER: None},
-                    "vars": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                        "lakehouse_delivery": "helm",
-                        "lakehouse_k8s_kubeconfig": str(node.kubeconfig),
-                        "lakehouse_k8s_namespace": NAMESPACE,
-                        "lakehouse_k8s_containerd_socket": str(node.containerd_socket),
-                        "lakehouse_k8s_hosts_file": str(HOSTS_FILE),
-                        # Pods connect from addresses that change; the NetworkPolicy decides who may.
-                        "postgresql_client_networks": ["all"],
-                        "trino_heap_size": "1G",
-                        "trino_resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-                        "trino_worker_replicas": 1,
-                        "minio_volume_size": "1Gi",
-                        "postgresql_volume_size": "1Gi",
-                        "trino_volume_size": "1Gi",
-                    },
-                },
+                "clusters": {"hosts": {CLUSTER: None}},
                 **{group: {"hosts": {CLUSTER: None}} for group in GROUPS},
             },
         }
     }
+    main = inventory / "group_vars" / "all" / "main.yml"
+    main.write_text(main.read_text().replace("lakehouse_site: sandbox", f"lakehouse_site: {SITE}"))
     (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
     node.volumes(6, "1Gi", prefix="lakehouse")
     env = {
