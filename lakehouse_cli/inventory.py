@@ -54,8 +54,8 @@ class Inventory:
 
     @property
     def is_sandbox(self) -> bool:
-        """The inventory has sandbox hosts (containers that playbooks/sandbox.yml manages)."""
-        return bool(self.group_hosts("sandbox"))
+        """The inventory has sandbox hosts: containers or a local cluster, which playbooks/sandbox.yml manages."""
+        return bool(self.group_hosts("sandbox") or self.group_hosts("local_clusters"))
 
 
 def _ansible_inventory(source: str, limit: str | None) -> dict:

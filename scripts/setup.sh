@@ -29,6 +29,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The registry the image push is tested against: Debian's docker-registry, unpacked into the
+# cache (never installed as a service).
+registry_dir="$cache/tools/docker-registry"
+if [ ! -x "$registry_dir/usr/bin/docker-registry" ]; then
+  log "unpacking Debian's docker-registry into $registry_dir"
+  debs="$(mktemp -d)"
+  (cd "$debs" && { apt-get download -qq docker-registry 2>/dev/null || { apt-get update -qq && apt-get download -qq docker-registry; }; })
+  dpkg-deb -x "$debs"/docker-registry_*.deb "$registry_dir"
+  rm -rf "$debs"
+fi
+
 # 1. Python environment, keyed by the requirements hash so fresh clones reuse it.
 req_hash="$(sha256sum requirements.txt | cut -c1-12)"
 venv="$cache/venv-$req_hash"

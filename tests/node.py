@@ -56,6 +56,7 @@ DIR_PREFIX = "lakehouse-node-"
 # Names the node's netfilter objects carry: kube-proxy's nft tables, kubelet's and the CNI
 # plugins' iptables chains (firewall: CNI-FORWARD/CNI-ADMIN, portmap: CNI-HOSTPORT-*, CNI-DN-*).
 NFT_TABLE = "kube-proxy"
+DOCKER_CHAIN = "CNI-LAKEHOUSE-DOCKER"  # pods to the sandbox's containers (see _admit_pods_to_docker_networks)
 CHAIN_PREFIXES = ("CNI-", "KUBE-")
 KUBEPODS = "kubepods"
 
@@ -372,6 +373,7 @@ class RealNode(ControlPlane):
         (d / "opt").mkdir(parents=True)
         self.containerd_socket = d / "containerd.sock"
         (cni_conf / "10-lakehouse.conflist").write_text(json.dumps(self._cni_config(), indent=2))
+        self._admit_pods_to_docker_networks()
         config = f"""version = 2
 root = "{d}/root"
 state = "{d}/state"
@@ -417,6 +419,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         (d / "config.toml").write_text(config)
         self._spawn("containerd", ["--config", str(d / "config.toml"), "--log-level", "warn"], executable=CONTAINERD)
         self._wait("containerd", lambda: self._ctr("version", check=False).returncode == 0, deadline)
+
+    @staticmethod
+    def _admit_pods_to_docker_networks() -> None:
+        """Let pods open connections to the sandbox's systemd test hosts (Docker containers), as a
+        site's pods reach its metal hosts: Docker's FORWARD chain admits only published ports, and
+        the pod network is not masqueraded. A chain of our prefix, so teardown removes it."""
+        if _run("iptables", "-w", "-S", "DOCKER-USER", check=False).returncode != 0:
+            return  # no Docker engine: nothing filters the way
+        _run("iptables", "-w", "-N", DOCKER_CHAIN, check=False)
+        _run("iptables", "-w", "-A", DOCKER_CHAIN, "-s", POD_CIDR, "-j", "ACCEPT")
+        _run("iptables", "-w", "-I", "DOCKER-USER", "-j", DOCKER_CHAIN)
 
     def _cni_config(self) -> dict:
         return {
@@ -625,7 +638,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 raise ControlPlaneError(f"creating {obj['kind']}: HTTP {status} {body}")
         kubeconfig = self._kubeconfig("coredns", pki.issue("coredns", user))
         ready = _free_port()
-        # Cluster names only, and no forwarder: a pod's lookup never leaves the machine.
+        # Cluster names, and the machine's hosts file (where the sandbox names its metal hosts, so a
+        # pod finds them by name as on a site); no forwarder: a pod's lookup never leaves the machine.
         (d / "Corefile").write_text(
             f"""{CLUSTER_DOMAIN}:53 in-addr.arpa:53 ip6.arpa:53 {{
     bind {NODE_IP}
@@ -640,6 +654,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 .:53 {{
     bind {NODE_IP}
     errors
+    hosts /etc/hosts
 }}
 """
         )

@@ -437,7 +437,7 @@ def containerd(tmp_path_factory):
     """A containerd of its own (root, state, socket in a temporary directory), without the CRI plugin:
     ctr needs only the content store, images and the overlayfs snapshotter."""
     if not shutil.which("containerd") or not shutil.which("ctr") or os.geteuid() != 0:
-        pytest.skip("needs root, containerd and ctr (Debian's containerd, or docker.io)")
+        pytest.fail("needs root, containerd and ctr (docker.io, which scripts/setup.sh installs)")
     top = tmp_path_factory.mktemp("containerd")
     socket_path = top / "containerd.sock"
     (top / "config.toml").write_text(
@@ -476,8 +476,7 @@ def test_imported_into_containerd(run_module, inputs, containerd):
 
 
 def registry_binary() -> str | None:
-    """Debian's docker-registry (distribution 2.8): on PATH, or its binary extracted into the cache by
-    `apt-get download docker-registry && dpkg-deb -x docker-registry_*.deb $LAKEHOUSE_CACHE/tools/docker-registry`."""
+    """Debian's docker-registry (distribution 2.8): on PATH, or unpacked into the cache by scripts/setup.sh."""
     extracted = CACHE / "tools" / "docker-registry" / "usr" / "bin" / "docker-registry"
     return shutil.which("docker-registry") or (str(extracted) if extracted.is_file() else None)
 
@@ -486,7 +485,7 @@ def registry_binary() -> str | None:
 def registry(tmp_path_factory):
     binary = registry_binary()
     if not binary:
-        pytest.skip("no docker-registry binary; see registry_binary() for how to fetch it into the cache")
+        pytest.fail("no docker-registry binary: scripts/setup.sh unpacks Debian's into the cache")
     top = tmp_path_factory.mktemp("registry")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -31,7 +31,7 @@ from kubernetes import client
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from lakehouse_cli import checks, contracts  # noqa: E402
+from lakehouse_cli import checks, clients, contracts  # noqa: E402
 
 pytestmark = pytest.mark.node
 
@@ -203,82 +203,70 @@ def test_check_diff_of_a_changed_value_shows_it_and_changes_nothing(up, site, no
     assert revisions(node) == before
 
 
-def trino_query(site, sql: str) -> list:
-    import trino
+def query_contract(site) -> contracts.Contract:
+    state = Path(site["env"]["LAKEHOUSE_STATE_DIR"])
+    return next(c for c in contracts.find_contracts(state, [CLUSTER]) if c.service == "query")
 
-    found = {c.service: c for c in contracts.find_contracts(Path(site["env"]["LAKEHOUSE_STATE_DIR"]), [CLUSTER])}
-    query = found["query"]
-    admin = query.data["credentials"]["admin"]
-    password = contracts.resolve_secret(admin["secret_ref"], SITE, site["env"])
-    endpoint = query.data["endpoints"][0]
-    conn = trino.dbapi.connect(
-        host=endpoint["host"],
-        port=endpoint["port"],
-        http_scheme="https",
-        user=admin["user"],
-        auth=trino.auth.BasicAuthentication(admin["user"], password),
-        verify=str(query.ca),
-        request_timeout=60,
-    )
+
+def trino_query(site, sql: str) -> list:
+    """One query through the published query contract, as the lakehouse command's checks run it
+    (inside clients.ca_bundle_env, which the caller holds for every thread)."""
+    query = query_contract(site)
+    admin = query.credential("admin")
+    password = contracts.resolve_secret(admin["secret_ref"], Path(site["env"]["LAKEHOUSE_SECRETS_DIR"]), site["env"])
+    connection = clients.trino(query, admin["user"], password)
     try:
-        cur = conn.cursor()
-        cur.execute(sql)
-        return cur.fetchall()
+        return clients.trino_rows(connection, sql)
     finally:
-        conn.close()
+        connection.close()
 
 
 def test_a_deleted_worker_pod_drains_and_no_query_fails(up, site, node_api):
     core = client.CoreV1Api(node_api)
-    workers = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=worker").items
-    assert len(workers) == 1
+    selector = "app.kubernetes.io/component=worker"
+    (worker,) = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
     failures, answered, stop = [], [], threading.Event()
+    active_workers = "SELECT count(*) FROM system.runtime.nodes WHERE coordinator = false AND state = 'active'"
 
     def loop():
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 300
         while not stop.is_set() and time.monotonic() < deadline:
             try:
                 answered.append(trino_query(site, "SELECT count(*) FROM UNNEST(sequence(1, 200000))"))
             except Exception as err:  # noqa: BLE001 (every failure counts)
                 failures.append(repr(err))
 
-    thread = threading.Thread(target=loop)
-    thread.start()
-    try:
-        wait_for("queries answered before the deletion", lambda: len(answered) >= 2, timeout=120)
-        name = workers[0].metadata.name
-        core.delete_namespaced_pod(name, NAMESPACE)
-        # The preStop drain asks Trino for a graceful shutdown: the terminating pod's log says so.
-        wait_for("the worker's graceful shutdown", lambda: "Shutdown requested" in pod_log(core, name), timeout=120)
-        wait_for(
-            "a new worker registered",
-            lambda: (
-                trino_query(
-                    site, "SELECT count(*) FROM system.runtime.nodes WHERE coordinator = false AND state = 'active'"
-                )
-                == [[1]]
-                and workers[0].metadata.uid
-                not in {
-                    p.metadata.uid
-                    for p in core.list_namespaced_pod(
-                        NAMESPACE, label_selector="app.kubernetes.io/component=worker"
-                    ).items
-                }
-            ),
-            timeout=300,
-            interval=2,
-        )
-        count = len(answered)
-        wait_for("queries answered after the new worker", lambda: len(answered) >= count + 2, timeout=120)
-    finally:
-        stop.set()
-        thread.join(timeout=120)
+    def replaced() -> bool:
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        return worker.metadata.uid not in {p.metadata.uid for p in pods} and trino_query(site, active_workers) == [(1,)]
+
+    with clients.ca_bundle_env([query_contract(site).ca]):
+        thread = threading.Thread(target=loop)
+        thread.start()
+        try:
+            wait_for("queries answered before the deletion", lambda: len(answered) >= 2 or failures, timeout=120)
+            core.delete_namespaced_pod(worker.metadata.name, NAMESPACE)
+            # The preStop drain asks Trino for a graceful shutdown: the terminating pod's log says so.
+            wait_for(
+                "the worker's graceful shutdown", lambda: "Shutdown requested" in pod_log(core, worker), timeout=120
+            )
+            wait_for("a new worker registered", replaced, timeout=300, interval=2)
+            count = len(answered)
+            wait_for(
+                "queries answered after the new worker", lambda: len(answered) >= count + 2 or failures, timeout=120
+            )
+        finally:
+            stop.set()
+            thread.join(timeout=120)
     assert not failures, failures
 
 
-def pod_log(core, name: str) -> str:
+def pod_log(core, pod) -> str:
+    """The log of this very pod (its StatefulSet recreates one of the same name), or "" once gone."""
     try:
-        return core.read_namespaced_pod_log(name, NAMESPACE, tail_lines=200)
+        if core.read_namespaced_pod(pod.metadata.name, NAMESPACE).metadata.uid != pod.metadata.uid:
+            return ""
+        return core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, tail_lines=200)
     except client.ApiException as err:
         if err.status in (400, 404):  # not started yet, or gone
             return ""
@@ -290,3 +278,93 @@ def test_switching_only_the_catalog_type_to_jdbc_verifies_green(up, site):
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     results = verify(site)
     assert round_trip(results) == ["pyiceberg → trino: 3 rows equal", "trino → pyiceberg: 4 rows equal"]
+
+
+# -- one variable set, two deliveries ---------------------------------------------------------------
+
+METAL = "metal-1.nodecompare.lakehouse.test"
+METAL_NETWORK = "lakehouse-nodecompare"
+# Where each service keeps its config files, the same on a host and in its pods.
+CONFIG_DIRS = {
+    "minio": "/etc/minio",
+    "postgresql": "/etc/lakehouse-postgresql",
+    "nessie": "/etc/lakehouse-nessie",
+    "trino": "/etc/lakehouse-trino",
+}
+# A delivery's own identity: the server certificates name its endpoint; node.properties names the
+# Trino node (a host by its name, a pod by the name its StatefulSet gives it).
+OWN_NAMES = {"certs/public.crt", "certs/private.key", "certs/server.crt", "certs/server.key", "https.pem"}
+OWN_NAMES |= {"node.properties"}
+# Variables the comparison sets on both deliveries: the metal sandbox reads its client network
+# from facts, and the cluster runs its coordinator alone, as the single metal host does.
+SHARED = {"postgresql_client_networks": ["all"], "trino_worker_replicas": 0, "iceberg_catalog_type": "rest"}
+
+
+def cluster_files(core, name: str) -> dict[str, str]:
+    import base64
+
+    files = {k.replace("__", "/"): v for k, v in (core.read_namespaced_config_map(name, NAMESPACE).data or {}).items()}
+    secret = core.read_namespaced_secret(name, NAMESPACE).data or {}
+    files |= {k.replace("__", "/"): base64.b64decode(v).decode() for k, v in secret.items()}
+    return files
+
+
+def as_on_metal(text: str) -> str:
+    """A cluster's file with its endpoint names replaced by the metal host's name."""
+    suffix = rf"\.{NAMESPACE}\.svc\.cluster\.local"
+    return re.sub(rf"\b(trino-0\.trino-pods|minio|postgresql|nessie|trino){suffix}\b", METAL, text)
+
+
+@pytest.fixture(scope="module")
+def metal(site):
+    """The same inventory variables and secret store on one metal sandbox host running everything."""
+    inventory = site["root"] / "metal-inventory"
+    shutil.copytree(site["inventory"] / "group_vars", inventory / "group_vars")
+    (inventory / "group_vars" / "clusters.yml").unlink()
+    shutil.copy(REPO / "inventories" / "sandbox" / "group_vars" / "sandbox.yml", inventory / "group_vars")
+    with (inventory / "group_vars" / "all" / "main.yml").open("a") as main:
+        main.write(f"sandbox_network: {METAL_NETWORK}\n")
+    hosts = {"all": {"children": {group: {"hosts": {METAL: None}} for group in ("sandbox", *GROUPS)}}}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    env = {**site["env"], "LAKEHOUSE_STATE_DIR": str(site["root"] / "metal-state")}
+
+    def run(playbook_name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook_name, *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=2400,
+            check=False,
+        )
+
+    created = run("playbooks/sandbox.yml")
+    assert created.returncode == 0, created.stdout[-3000:]
+    try:
+        yield run
+    finally:
+        run("playbooks/sandbox.yml", "-e", "sandbox_state=absent")
+
+
+def test_one_variable_set_renders_identical_files_on_both_deliveries(up, site, metal, node_api):
+    shared = ("-e", json.dumps(SHARED))
+    on_cluster = playbook(site, *shared)
+    assert on_cluster.returncode == 0, on_cluster.stdout[-4000:]
+    on_metal = metal("playbooks/site.yml", *shared)
+    assert on_metal.returncode == 0, on_metal.stdout[-4000:]
+    core = client.CoreV1Api(node_api)
+    compared = []
+    for service, directory in CONFIG_DIRS.items():
+        for path, content in sorted(cluster_files(core, f"{service}-config").items()):
+            if path in OWN_NAMES:
+                continue
+            host = subprocess.run(
+                ["docker", "exec", METAL, "cat", f"{directory}/{path}"], capture_output=True, text=True, check=True
+            ).stdout
+            assert as_on_metal(content) == host, f"{service}: {path} differs between the deliveries"
+            compared.append(f"{service}:{path}")
+    # Every service's configuration took part: its main file at least.
+    for expected in ("minio:minio.env", "postgresql:postgresql.conf", "nessie:application.properties",
+                     "trino:config.properties", "trino:catalog/lakehouse.properties"):  # fmt: skip
+        assert expected in compared, compared
