@@ -14,11 +14,9 @@ engine writes (lakehouse_k8s_hosts_file), removed at the end.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,106 +25,26 @@ import pytest
 import yaml
 from controlplane import wait_for
 from kubernetes import client
+from sites import REPO, ROUND_TRIP, Site, forget_cluster_names, node_site, recap, round_trip
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-
-from lakehouse_cli import checks, clients, contracts  # noqa: E402
+from lakehouse_cli import clients, contracts
 
 pytestmark = pytest.mark.node
 
 CLUSTER = "cluster-1.node.lakehouse.test"
 NAMESPACE = "lakehouse"
 SITE = "nodelake"
-HOSTS_FILE = Path("/etc/hosts")
 SERVICES = ("minio", "postgresql", "nessie", "trino")
 GROUPS = ("object_storage", "catalog_db", "iceberg_catalog", "query_coordinator", "query_workers")
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, node):
+def site(tmp_path_factory, node, node_api):
     """The sandbox's variables on an inventory whose one host is the node's cluster."""
     root = tmp_path_factory.mktemp("lakehouse-on-node")
-    inventory = root / "inventory"
-    shutil.copytree(REPO / "inventories" / "sandbox" / "group_vars", inventory / "group_vars")
-    (inventory / "group_vars" / "sandbox.yml").unlink()  # the metal hosts' connection
-    # In group_vars/, since the copied group_vars/all would win over variables in hosts.yml.
-    cluster_vars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "lakehouse_delivery": "helm",
-        "lakehouse_k8s_kubeconfig": str(node.kubeconfig),
-        "lakehouse_k8s_namespace": NAMESPACE,
-        "lakehouse_k8s_containerd_socket": str(node.containerd_socket),
-        "lakehouse_k8s_hosts_file": str(HOSTS_FILE),
-        # Pods connect from addresses that change; the NetworkPolicy decides who may.
-        "postgresql_client_networks": ["all"],
-        "trino_heap_size": "1G",
-        "trino_resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-        "trino_worker_replicas": 1,
-        "minio_volume_size": "1Gi",
-        "postgresql_volume_size": "1Gi",
-        "trino_volume_size": "1Gi",
-    }
-    (inventory / "group_vars" / "clusters.yml").write_text(yaml.safe_dump(cluster_vars))
-    hosts = {
-        "all": {
-            "children": {
-                "clusters": {"hosts": {CLUSTER: None}},
-                **{group: {"hosts": {CLUSTER: None}} for group in GROUPS},
-            },
-        }
-    }
-    main = inventory / "group_vars" / "all" / "main.yml"
-    main.write_text(main.read_text().replace("lakehouse_site: sandbox", f"lakehouse_site: {SITE}"))
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    node.volumes(6, "1Gi", prefix="lakehouse")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_SECRET_")},
-        **node.env,
-        "LAKEHOUSE_SECRETS_DIR": str(root / "secrets"),
-        "LAKEHOUSE_STATE_DIR": str(root / "state"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    yield {"inventory": inventory, "env": env, "root": root}
-    text = HOSTS_FILE.read_text()
-    HOSTS_FILE.write_text(re.sub(rf"# BEGIN lakehouse {SITE} .*?# END lakehouse {SITE} [^\n]*\n", "", text, flags=re.S))
-
-
-def lakehouse(site, command: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lakehouse_cli", command, "-i", str(site["inventory"]), *args],
-        cwd=REPO,
-        env=site["env"],
-        capture_output=True,
-        text=True,
-        timeout=2400,
-        check=False,
-    )
-
-
-def playbook(site, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(site["inventory"]),
-            "playbooks/site.yml",
-            *args,
-        ],
-        cwd=REPO,
-        env=site["env"],
-        capture_output=True,
-        text=True,
-        timeout=2400,
-        check=False,
-    )
-
-
-def recap(output: str) -> dict[str, int]:
-    match = re.search(rf"{re.escape(CLUSTER)}\s+:\s+(.*)", output)
-    assert match, output[-3000:]
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+    yield node_site(root, node, SITE, NAMESPACE, {group: [CLUSTER] for group in GROUPS})
+    forget_cluster_names(SITE)
+    client.CoreV1Api(node_api).delete_namespace(NAMESPACE)
 
 
 def revisions(node) -> dict[str, int]:
@@ -136,21 +54,9 @@ def revisions(node) -> dict[str, int]:
     return {release["name"]: int(release["revision"]) for release in json.loads(out)}
 
 
-def verify(site) -> list[checks.CheckResult]:
-    found = contracts.find_contracts(Path(site["env"]["LAKEHOUSE_STATE_DIR"]), [CLUSTER], site=SITE)
-    results = checks.run_checks(found, checks.VerifyContext(env=site["env"], contracts=found))
-    failed = [r for r in results if not r.ok]
-    assert not failed, "\n".join(f"{r.check} at {r.endpoint}: {r.detail}" for r in failed)
-    return results
-
-
-def round_trip(results) -> list[str]:
-    return [r.detail for r in results if r.check == "query Iceberg round trip"]
-
-
 @pytest.fixture(scope="module")
 def up(site):
-    result = lakehouse(site, "up", "-e", "iceberg_catalog_type=rest")
+    result = site.lakehouse("up", "-e", "iceberg_catalog_type=rest")
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     return result
 
@@ -172,7 +78,7 @@ def test_every_service_runs_in_pods_admitted_under_restricted(up, node, node_api
 
 
 def test_contracts_name_services_by_their_cluster_dns_names(up, site):
-    state = Path(site["env"]["LAKEHOUSE_STATE_DIR"]) / "contracts" / CLUSTER
+    state = Path(site.env["LAKEHOUSE_STATE_DIR"]) / "contracts" / CLUSTER
     urls = {path.stem: json.loads(path.read_text())["url"] for path in state.glob("*.json")}
     suffix = f".{NAMESPACE}.svc.cluster.local"
     assert urls["object_storage"] == f"https://minio{suffix}:9000"
@@ -182,30 +88,31 @@ def test_contracts_name_services_by_their_cluster_dns_names(up, site):
 
 
 def test_verify_rest_catalog_pyiceberg_and_trino_both_ways(up, site):
-    assert round_trip(verify(site)) == ["pyiceberg → trino: 3 rows equal", "trino → pyiceberg: 4 rows equal"]
+    assert round_trip(site.verify()) == ROUND_TRIP
 
 
 def test_second_up_changes_nothing_and_makes_no_revision(up, site, node):
     before = revisions(node)
-    result = playbook(site, "-e", "iceberg_catalog_type=rest")
+    result = site.playbook("playbooks/site.yml", "-e", "iceberg_catalog_type=rest")
     assert result.returncode == 0, result.stdout[-4000:]
-    assert recap(result.stdout)["changed"] == 0, result.stdout[-6000:]
+    assert recap(result.stdout, CLUSTER)["changed"] == 0, result.stdout[-6000:]
     assert revisions(node) == before
 
 
 def test_check_diff_of_a_changed_value_shows_it_and_changes_nothing(up, site, node):
     before = revisions(node)
-    result = playbook(site, "--check", "--diff", "-e", "iceberg_catalog_type=rest", "-e", "minio_region=eu-west-3")
+    result = site.playbook(
+        "playbooks/site.yml", "--check", "--diff", "-e", "iceberg_catalog_type=rest", "-e", "minio_region=eu-west-3"
+    )
     assert result.returncode == 0, result.stdout[-4000:]
-    assert recap(result.stdout)["changed"] >= 1
+    assert recap(result.stdout, CLUSTER)["changed"] >= 1
     assert "MINIO_SITE_REGION" not in result.stdout, "a secret file's content must not be shown"
     assert "checksum" in result.stdout, "the diff shows the release's changed config checksum"
     assert revisions(node) == before
 
 
 def query_contract(site) -> contracts.Contract:
-    state = Path(site["env"]["LAKEHOUSE_STATE_DIR"])
-    return next(c for c in contracts.find_contracts(state, [CLUSTER]) if c.service == "query")
+    return next(c for c in site.contracts() if c.service == "query")
 
 
 def trino_query(site, sql: str) -> list:
@@ -213,7 +120,7 @@ def trino_query(site, sql: str) -> list:
     (inside clients.ca_bundle_env, which the caller holds for every thread)."""
     query = query_contract(site)
     admin = query.credential("admin")
-    password = contracts.resolve_secret(admin["secret_ref"], Path(site["env"]["LAKEHOUSE_SECRETS_DIR"]), site["env"])
+    password = contracts.resolve_secret(admin["secret_ref"], Path(site.env["LAKEHOUSE_SECRETS_DIR"]), site.env)
     connection = clients.trino(query, admin["user"], password)
     try:
         return clients.trino_rows(connection, sql)
@@ -274,10 +181,10 @@ def pod_log(core, pod) -> str:
 
 
 def test_switching_only_the_catalog_type_to_jdbc_verifies_green(up, site):
-    result = lakehouse(site, "up", "-e", "iceberg_catalog_type=jdbc")
+    result = site.lakehouse("up", "-e", "iceberg_catalog_type=jdbc")
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    results = verify(site)
-    assert round_trip(results) == ["pyiceberg → trino: 3 rows equal", "trino → pyiceberg: 4 rows equal"]
+    results = site.verify()
+    assert round_trip(results) == ROUND_TRIP
 
 
 # -- one variable set, two deliveries ---------------------------------------------------------------
@@ -318,40 +225,29 @@ def as_on_metal(text: str) -> str:
 @pytest.fixture(scope="module")
 def metal(site):
     """The same inventory variables and secret store on one metal sandbox host running everything."""
-    inventory = site["root"] / "metal-inventory"
-    shutil.copytree(site["inventory"] / "group_vars", inventory / "group_vars")
+    inventory = site.inventory.parent / "metal-inventory"
+    shutil.copytree(site.inventory / "group_vars", inventory / "group_vars")
     (inventory / "group_vars" / "clusters.yml").unlink()
     shutil.copy(REPO / "inventories" / "sandbox" / "group_vars" / "sandbox.yml", inventory / "group_vars")
-    with (inventory / "group_vars" / "all" / "main.yml").open("a") as main:
-        main.write(f"sandbox_network: {METAL_NETWORK}\n")
+    main = inventory / "group_vars" / "all" / "main.yml"
+    main.write_text(re.sub(r"(?m)^sandbox_network: .*$", f"sandbox_network: {METAL_NETWORK}", main.read_text()))
     hosts = {"all": {"children": {group: {"hosts": {METAL: None}} for group in ("sandbox", *GROUPS)}}}
     (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    env = {**site["env"], "LAKEHOUSE_STATE_DIR": str(site["root"] / "metal-state")}
-
-    def run(playbook_name: str, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook_name, *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=2400,
-            check=False,
-        )
-
-    created = run("playbooks/sandbox.yml")
+    env = {**site.env, "LAKEHOUSE_STATE_DIR": str(site.inventory.parent / "metal-state")}
+    host = Site(inventory, env, [METAL], site.name)
+    created = host.playbook("playbooks/sandbox.yml")
     assert created.returncode == 0, created.stdout[-3000:]
     try:
-        yield run
+        yield host
     finally:
-        run("playbooks/sandbox.yml", "-e", "sandbox_state=absent")
+        host.playbook("playbooks/sandbox.yml", "-e", "sandbox_state=absent")
 
 
 def test_one_variable_set_renders_identical_files_on_both_deliveries(up, site, metal, node_api):
     shared = ("-e", json.dumps(SHARED))
-    on_cluster = playbook(site, *shared)
+    on_cluster = site.playbook("playbooks/site.yml", *shared)
     assert on_cluster.returncode == 0, on_cluster.stdout[-4000:]
-    on_metal = metal("playbooks/site.yml", *shared)
+    on_metal = metal.playbook("playbooks/site.yml", *shared)
     assert on_metal.returncode == 0, on_metal.stdout[-4000:]
     core = client.CoreV1Api(node_api)
     compared = []

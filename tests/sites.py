@@ -1,0 +1,118 @@
+"""A lakehouse site under test: an inventory, its environment, and the lakehouse command and
+playbooks run against it. Plain helper module, not a conftest.
+
+    site = Site(inventory_dir, env, hosts=[...])
+    site.lakehouse("up", "-e", "iceberg_catalog_type=jdbc")     # the CLI, as a user runs it
+    site.playbook("playbooks/site.yml", "--check", "--diff")     # plain ansible-playbook
+    results = site.verify()                                      # every check must pass
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lakehouse_cli import checks, contracts  # noqa: E402
+
+ROUND_TRIP = ["pyiceberg → trino: 3 rows equal", "trino → pyiceberg: 4 rows equal"]
+
+
+class Site:
+    def __init__(self, inventory: Path, env: dict[str, str], hosts: list[str], site: str):
+        self.inventory, self.env, self.hosts, self.name = inventory, env, hosts, site
+
+    def _run(self, command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=2400, check=False
+        )
+
+    def lakehouse(self, command: str, *args: str) -> subprocess.CompletedProcess:
+        return self._run([sys.executable, "-m", "lakehouse_cli", command, "-i", str(self.inventory), *args])
+
+    def playbook(self, name: str = "playbooks/site.yml", *args: str) -> subprocess.CompletedProcess:
+        playbook = str(Path(sys.executable).parent / "ansible-playbook")
+        return self._run([playbook, "-i", str(self.inventory), name, *args])
+
+    def contracts(self) -> list[contracts.Contract]:
+        return contracts.find_contracts(Path(self.env["LAKEHOUSE_STATE_DIR"]), self.hosts, site=self.name)
+
+    def verify(self) -> list[checks.CheckResult]:
+        found = self.contracts()
+        results = checks.run_checks(found, checks.VerifyContext(env=self.env, contracts=found))
+        failed = [r for r in results if not r.ok]
+        assert not failed, "\n".join(f"{r.check} at {r.endpoint}: {r.detail}" for r in failed)
+        return results
+
+
+def recap(output: str, host: str) -> dict[str, int]:
+    """The PLAY RECAP counters of one host."""
+    match = re.search(rf"{re.escape(host)}\s+:\s+(.*)", output)
+    assert match, output[-3000:]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def round_trip(results: list[checks.CheckResult]) -> list[str]:
+    return [r.detail for r in results if r.check == "query Iceberg round trip"]
+
+
+def node_site(root: Path, node, site: str, namespace: str, groups: dict[str, list[str]], metal=()) -> Site:
+    """A site on the real node from the sandbox's variables (inventories/sandbox/group_vars).
+
+    `groups` maps each service group to its hosts; a host in `metal` is a sandbox container (a
+    systemd test host that playbooks/sandbox.yml creates), any other stands for the node's cluster.
+    The controller finds the cluster's Services in /etc/hosts (lakehouse_k8s_hosts_file).
+    """
+    import os
+    import shutil
+
+    import yaml
+
+    inventory = root / "inventory"
+    shutil.copytree(REPO / "inventories" / "sandbox" / "group_vars", inventory / "group_vars")
+    main = inventory / "group_vars" / "all" / "main.yml"
+    main.write_text(main.read_text().replace("lakehouse_site: sandbox", f"lakehouse_site: {site}"))
+    with main.open("a") as extra:
+        extra.write(f"sandbox_network: lakehouse-{site}\n")
+    # In group_vars/, since the copied group_vars/all would win over variables in hosts.yml.
+    cluster_vars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "lakehouse_delivery": "helm",
+        "lakehouse_k8s_kubeconfig": str(node.kubeconfig),
+        "lakehouse_k8s_namespace": namespace,
+        "lakehouse_k8s_containerd_socket": str(node.containerd_socket),
+        "lakehouse_k8s_hosts_file": "/etc/hosts",
+        "trino_heap_size": "1G",
+        "trino_resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "trino_worker_replicas": 1,
+        **{f"{service}_volume_size": "1Gi" for service in ("minio", "postgresql", "trino")},
+    }
+    (inventory / "group_vars" / "clusters.yml").write_text(yaml.safe_dump(cluster_vars))
+    every = {host for hosts in groups.values() for host in hosts}
+    children = {group: {"hosts": dict.fromkeys(hosts)} for group, hosts in groups.items()}
+    children["clusters"] = {"hosts": dict.fromkeys(sorted(every - set(metal)))}
+    if metal:
+        children["sandbox"] = {"hosts": dict.fromkeys(metal)}
+    else:
+        (inventory / "group_vars" / "sandbox.yml").unlink()
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": children}}))
+    node.volumes(6, "1Gi", prefix=site)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_SECRET_")},
+        **node.env,
+        "LAKEHOUSE_SECRETS_DIR": str(root / "secrets"),
+        "LAKEHOUSE_STATE_DIR": str(root / "state"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return Site(inventory, env, sorted(every), site)
+
+
+def forget_cluster_names(site: str, hosts_file: Path = Path("/etc/hosts")) -> None:
+    """Remove the Service names the Helm engine wrote for `site`."""
+    text = hosts_file.read_text()
+    hosts_file.write_text(re.sub(rf"# BEGIN lakehouse {site} .*?# END lakehouse {site} [^\n]*\n", "", text, flags=re.S))
