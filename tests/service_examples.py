@@ -19,6 +19,7 @@ PLATFORM = {
     "java_home": "/usr/local/lib/lakehouse/java",
     "truststore_builder": "/usr/local/bin/lakehouse-java-truststore",
 }
+UID = 10001
 IMAGE = {"repository": "lakehouse/minio", "tag": "1", "digest": "sha256:" + "ab" * 32}
 
 

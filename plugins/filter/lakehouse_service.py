@@ -355,9 +355,10 @@ def _guarded(job: dict) -> list[str]:
     return ["/bin/sh", "-c", 'test -e "$0" || exec "$@"', job["creates"], job["executable"], *job["args"]]
 
 
-def helm_values(service: dict, components: list[dict], image: dict, cluster_domain: str) -> dict:
+def helm_values(service: dict, components: list[dict], image: dict, cluster_domain: str, uid: int) -> dict:
     """The values of the generic chart (helm/lakehouse-service) for the components a cluster
-    receives: names, the image pin, programs, ports, probes and checksums; never a file's content."""
+    receives: names, the image pin, programs, ports, probes and checksums; never a file's content.
+    Pods run as `uid`, the service user of the images built from the artifact table."""
     first_start = [j for j in service["jobs"] if j["when"] == "before"]
     chart_components = []
     for component in components:
@@ -423,6 +424,8 @@ def helm_values(service: dict, components: list[dict], image: dict, cluster_doma
         "provides": service["provides"],
         "consumes": sorted(service["consumes"]),
         "networkPolicy": {"enabled": True, "from": []},
+        # Merged by Helm over the chart's restricted defaults.
+        "podSecurityContext": {"runAsUser": uid, "runAsGroup": uid, "fsGroup": uid},
     }
 
 

@@ -21,7 +21,7 @@ import yaml
 from controlplane import REPO, ControlPlane, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from service_examples import IMAGE, PLATFORM, minio, model, trino
+from service_examples import IMAGE, PLATFORM, UID, minio, model, trino
 
 CHART = REPO / "helm" / "lakehouse-service"
 NS = "lakehouse-chart"
@@ -34,7 +34,7 @@ def values_of(descriptor: dict, exclusive: bool = False) -> dict:
     # The cluster stands in every group: it receives every component, each in pods of its own.
     groups = {group: ["cluster"] for c in service["components"] for group in c["placement"]["groups"]}
     components = model.placed(service, "cluster", groups, exclusive)
-    return model.helm_values(service, components, IMAGE, "cluster.local")
+    return model.helm_values(service, components, IMAGE, "cluster.local", UID)
 
 
 class Helm:

@@ -8,7 +8,7 @@ import copy
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from service_examples import IMAGE, PLATFORM, minio, model, trino
+from service_examples import IMAGE, PLATFORM, UID, minio, model, trino
 
 
 def test_defaults_are_applied_once_and_programs_resolved_by_artifact():
@@ -105,7 +105,7 @@ def test_a_java_service_needs_its_ca_file():
 
 def test_chart_values_carry_names_paths_and_checksums_never_content():
     service = model.normalize(minio())
-    values = model.helm_values(service, service["components"], IMAGE, "cluster.local")
+    values = model.helm_values(service, service["components"], IMAGE, "cluster.local", UID)
     (component,) = values["components"]
     assert component["command"] == ["/usr/local/bin/minio"]
     assert component["args"] == ["server", "--address", ":9000", "/var/lib/minio/data"]
@@ -115,11 +115,14 @@ def test_chart_values_carry_names_paths_and_checksums_never_content():
         {"path": "certs/public.crt", "secret": False},
     ]
     assert values["provides"] == "object_storage" and values["image"] == IMAGE
+    assert values["podSecurityContext"] == {"runAsUser": UID, "runAsGroup": UID, "fsGroup": UID}
     assert "s3cr3t-value" not in repr(values) and "CERT" not in repr(values)
 
     changed = minio()
     changed["files"][0]["content"] = "MINIO_ROOT_PASSWORD=another\n"
-    other = model.helm_values(model.normalize(changed), model.normalize(changed)["components"], IMAGE, "cluster.local")
+    other = model.helm_values(
+        model.normalize(changed), model.normalize(changed)["components"], IMAGE, "cluster.local", UID
+    )
     assert other["components"][0]["config"]["checksum"] != component["config"]["checksum"]
 
 
@@ -139,7 +142,7 @@ def test_first_start_jobs_become_guarded_init_containers():
         {"name": "format", "program": {"artifact": "minio"}, "args": ["format"], "creates": "/var/lib/minio/.done"}
     ]
     service = model.normalize(descriptor)
-    (component,) = model.helm_values(service, service["components"], IMAGE, "cluster.local")["components"]
+    (component,) = model.helm_values(service, service["components"], IMAGE, "cluster.local", UID)["components"]
     (init,) = component["initContainers"]
     assert init["name"] == "format"
     assert init["command"] == ["/bin/sh", "-c", 'test -e "$0" || exec "$@"', "/var/lib/minio/.done",
