@@ -60,12 +60,15 @@ def round_trip(results: list[checks.CheckResult]) -> list[str]:
     return [r.detail for r in results if r.check == "query Iceberg round trip"]
 
 
-def node_site(root: Path, node, site: str, namespace: str, groups: dict[str, list[str]], metal=()) -> Site:
+def node_site(
+    root: Path, node, site: str, namespace: str, groups: dict[str, list[str]], metal=(), cluster_vars=None
+) -> Site:
     """A site on the real node from the sandbox's variables (inventories/sandbox/group_vars).
 
     `groups` maps each service group to its hosts; a host in `metal` is a sandbox container (a
-    systemd test host that playbooks/sandbox.yml creates), any other stands for the node's cluster.
-    The controller finds the cluster's Services in /etc/hosts (lakehouse_k8s_hosts_file).
+    systemd test host that playbooks/sandbox.yml creates), any other stands for the node's cluster,
+    with `cluster_vars` on top of those every cluster host here gets. The controller finds the
+    cluster's Services in /etc/hosts (lakehouse_k8s_hosts_file).
     """
     import os
     import shutil
@@ -80,6 +83,7 @@ def node_site(root: Path, node, site: str, namespace: str, groups: dict[str, lis
         extra.write(f"sandbox_network: lakehouse-{site}\n")
     # In group_vars/, since the copied group_vars/all would win over variables in hosts.yml.
     cluster_vars = {
+        **(cluster_vars or {}),
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
         "lakehouse_delivery": "helm",

@@ -42,7 +42,9 @@ GROUPS = ("object_storage", "catalog_db", "iceberg_catalog", "query_coordinator"
 def site(tmp_path_factory, node, node_api):
     """The sandbox's variables on an inventory whose one host is the node's cluster."""
     root = tmp_path_factory.mktemp("lakehouse-on-node")
-    yield node_site(root, node, SITE, NAMESPACE, {group: [CLUSTER] for group in GROUPS})
+    # Pods connect from addresses that change; the releases' NetworkPolicies say which pods may.
+    everywhere = {"postgresql_client_networks": ["all"]}
+    yield node_site(root, node, SITE, NAMESPACE, {group: [CLUSTER] for group in GROUPS}, cluster_vars=everywhere)
     forget_cluster_names(SITE)
     client.CoreV1Api(node_api).delete_namespace(NAMESPACE)
 
