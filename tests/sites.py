@@ -86,7 +86,6 @@ def node_site(
         extra.write(f"sandbox_network: lakehouse-{site}\n")
     # In group_vars/, since the copied group_vars/all would win over variables in hosts.yml.
     cluster_vars = {
-        **(cluster_vars or {}),
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
         "lakehouse_delivery": "helm",
@@ -98,6 +97,7 @@ def node_site(
         "trino_resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
         "trino_worker_replicas": 1,
         **{f"{service}_volume_size": "1Gi" for service in ("minio", "postgresql", "trino")},
+        **(cluster_vars or {}),
     }
     (inventory / "group_vars" / "clusters.yml").write_text(yaml.safe_dump(cluster_vars))
     every = {host for hosts in groups.values() for host in hosts}

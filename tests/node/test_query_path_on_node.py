@@ -43,7 +43,8 @@ def site(tmp_path_factory, node, node_api):
     """The sandbox's variables on an inventory whose one host is the node's cluster."""
     root = tmp_path_factory.mktemp("lakehouse-on-node")
     # Pods connect from addresses that change; the releases' NetworkPolicies say which pods may.
-    everywhere = {"postgresql_client_networks": ["all"]}
+    # Two workers: one drains while the other keeps serving.
+    everywhere = {"postgresql_client_networks": ["all"], "trino_worker_replicas": 2}
     yield node_site(root, node, SITE, NAMESPACE, {group: [CLUSTER] for group in GROUPS}, cluster_vars=everywhere)
     forget_cluster_names(SITE)
     client.CoreV1Api(node_api).delete_namespace(NAMESPACE)
@@ -133,7 +134,7 @@ def trino_query(site, sql: str) -> list:
 def test_a_deleted_worker_pod_drains_and_no_query_fails(up, site, node_api):
     core = client.CoreV1Api(node_api)
     selector = "app.kubernetes.io/component=worker"
-    (worker,) = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+    worker, _ = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
     failures, answered, stop = [], [], threading.Event()
     active_workers = "SELECT count(*) FROM system.runtime.nodes WHERE coordinator = false AND state = 'active'"
 
@@ -147,7 +148,7 @@ def test_a_deleted_worker_pod_drains_and_no_query_fails(up, site, node_api):
 
     def replaced() -> bool:
         pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
-        return worker.metadata.uid not in {p.metadata.uid for p in pods} and trino_query(site, active_workers) == [(1,)]
+        return worker.metadata.uid not in {p.metadata.uid for p in pods} and trino_query(site, active_workers) == [(2,)]
 
     with clients.ca_bundle_env([query_contract(site).ca]):
         thread = threading.Thread(target=loop)
