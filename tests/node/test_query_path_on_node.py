@@ -131,6 +131,10 @@ def trino_query(site, sql: str) -> list:
         connection.close()
 
 
+# A million rows, spread over the workers (sequence() makes at most 10,000 at a time).
+LOOP_QUERY = "SELECT count(*) FROM UNNEST(sequence(1, 10000)) AS a (x) CROSS JOIN UNNEST(sequence(1, 100)) AS b (y)"
+
+
 def test_a_deleted_worker_pod_drains_and_no_query_fails(up, site, node_api):
     core = client.CoreV1Api(node_api)
     selector = "app.kubernetes.io/component=worker"
@@ -142,7 +146,7 @@ def test_a_deleted_worker_pod_drains_and_no_query_fails(up, site, node_api):
         deadline = time.monotonic() + 300
         while not stop.is_set() and time.monotonic() < deadline:
             try:
-                answered.append(trino_query(site, "SELECT count(*) FROM UNNEST(sequence(1, 200000))"))
+                answered.append(trino_query(site, LOOP_QUERY))
             except Exception as err:  # noqa: BLE001 (every failure counts)
                 failures.append(repr(err))
 
@@ -207,7 +211,12 @@ OWN_NAMES = {"certs/public.crt", "certs/private.key", "certs/server.crt", "certs
 OWN_NAMES |= {"node.properties"}
 # Variables the comparison sets on both deliveries: the metal sandbox reads its client network
 # from facts, and the cluster runs its coordinator alone, as the single metal host does.
-SHARED = {"postgresql_client_networks": ["all"], "trino_worker_replicas": 0, "iceberg_catalog_type": "rest"}
+SHARED = {
+    "postgresql_client_networks": ["all"],
+    "trino_worker_replicas": 0,
+    "trino_heap_size": "1G",  # the sandbox's 2G is for a host; the cluster's pods have 1G
+    "iceberg_catalog_type": "rest",
+}
 
 
 def cluster_files(core, name: str) -> dict[str, str]:
