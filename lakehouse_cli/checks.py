@@ -20,6 +20,7 @@ import datetime
 import io
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,10 @@ from trino.dbapi import Connection
 
 from lakehouse_cli import LakehouseError, clients, probe
 from lakehouse_cli.contracts import Contract, resolve_secret, secrets_dir
+
+# How long a node that has just become ready may take to appear among the coordinator's nodes.
+WORKERS_JOIN_SECONDS = 30
+ACTIVE_NODES = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
 
 # Well-known defaults (MinIO, PostgreSQL, Trino); a published endpoint must refuse them.
 DEFAULT_ACCESS_KEY = "minioadmin"
@@ -396,9 +401,17 @@ def trino_default_credentials_refused(contract: Contract, ctx: VerifyContext) ->
 
 @check("query", "workers registered")
 def trino_workers_registered(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    """Every worker of the contract is an active node. A node announces itself as it starts and the
+    coordinator reads the announcements every few seconds, so a node that has just become ready may
+    be missing for a moment: the count is read again, bounded in time, until it matches."""
     expected = 1 + len(contract.data.get("workers") or [])  # the coordinator is a node too
+    deadline = time.monotonic() + WORKERS_JOIN_SECONDS
     with clients.ca_bundle_env([contract.ca]), _trino(contract, ctx) as connection:
-        [(active,)] = clients.trino_rows(connection, "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'")
+        while True:
+            [(active,)] = clients.trino_rows(connection, ACTIVE_NODES)
+            if active == expected or time.monotonic() > deadline:
+                break
+            time.sleep(1)
     yield Outcome(contract.url, active == expected, f"{active} active nodes, expected {expected}")
 
 

@@ -36,7 +36,7 @@ if [ ! -x "$registry_dir/usr/bin/docker-registry" ]; then
   log "unpacking Debian's docker-registry into $registry_dir"
   debs="$(mktemp -d)"
   (cd "$debs" && { apt-get download -qq docker-registry 2>/dev/null || { apt-get update -qq && apt-get download -qq docker-registry; }; })
-  dpkg-deb -x "$debs"/docker-registry_*.deb "$registry_dir"
+  mkdir -p "$registry_dir" && dpkg-deb -x "$debs"/docker-registry_*.deb "$registry_dir"
   rm -rf "$debs"
 fi
 

@@ -73,7 +73,7 @@ def trino() -> dict:
              "health": health},
             {"name": "worker", "program": launcher, "ports": ports, "health": health,
              "placement": {"groups": ["query_workers"], "not_with": ["trino"]},
-             "files": [{"path": "drain.py", "content": "# drain\n"}],
-             "stop": {"command": ["/usr/bin/python3", "/etc/lakehouse-trino/drain.py"], "timeout": 330}},
+             "files": [{"path": "node.py", "content": "# node\n"}],
+             "stop": {"command": ["/usr/bin/python3", "/etc/lakehouse-trino/node.py", "drain"], "timeout": 330}},
         ],
     }  # fmt: skip

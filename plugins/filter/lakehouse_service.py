@@ -434,7 +434,8 @@ def readiness_waits(service: dict, components: list[dict], endpoint: dict) -> li
 
     On a metal host every component's probe, at the service's published name. On a cluster the
     kubelet's probes gate the rollout; they check the status only, so a probe that must also
-    match the body (Trino's "starting": false) is waited on here, through the component's Service.
+    match the body is waited on here, through the component's Service (a component whose
+    readiness lives in the body and that no Service exposes says so with a probe command).
     """
     waits = []
     for component in components:

@@ -160,7 +160,8 @@ def test_each_component_is_a_workload_of_its_own(helm):
     # The worker drains as on metal (ExecStop), within the same grace period (TimeoutStopSec).
     assert worker["containers"][0]["lifecycle"]["preStop"]["exec"]["command"] == [
         "/usr/bin/python3",
-        "/etc/lakehouse-trino/drain.py",
+        "/etc/lakehouse-trino/node.py",
+        "drain",
     ]
     assert worker["terminationGracePeriodSeconds"] == 330
     assert "lifecycle" not in coordinator["containers"][0]

@@ -131,7 +131,7 @@ def test_config_objects_hold_each_components_files_by_key():
     objects = {o["name"]: o for o in model.config_objects(service, service["components"])}
     assert set(objects) == {"trino-config", "trino-worker-config"}
     assert objects["trino-config"]["configmap"] == {"ca.crt": "CA\n"}
-    assert objects["trino-worker-config"]["configmap"] == {"ca.crt": "CA\n", "drain.py": "# drain\n"}
+    assert objects["trino-worker-config"]["configmap"] == {"ca.crt": "CA\n", "node.py": "# node\n"}
     secret = model.config_objects(model.normalize(minio()), model.normalize(minio())["components"])[0]["secret"]
     assert base64.b64decode(secret["minio.env"]).decode() == "MINIO_ROOT_PASSWORD=s3cr3t-value\n"
 
