@@ -64,14 +64,21 @@ options:
           - Build from source with C(go install <module>[/<package>]@<version>), with C(CGO_ENABLED=0),
             C(GOOS=linux), C(GOARCH=<arch>), C(-trimpath) and C(-buildvcs=false) and the pinned toolchain,
             so the binary is reproducible and its sha256 can be pinned.
+          - Or, for the project's own programs, C(go build) of the module in a local directory
+            (O(source.go.path)); its C(version) then only names the artifact.
           - The caller's Go environment (C(GOPROXY), C(GOSUMDB), C(GONOSUMDB), C(GOFLAGS), C(GOMODCACHE),
             C(GOCACHE), ...) is passed through; the module adds its own flags to C(GOFLAGS).
         type: dict
         suboptions:
           module:
-            description: Go module path, for example C(github.com/minio/minio).
+            description:
+              - Go module path, for example C(github.com/minio/minio). Exactly one of this and O(source.go.path).
             type: str
-            required: true
+          path:
+            description:
+              - A local Go module directory to build (the main package at its root), relative to
+                O(source_root) unless absolute.
+            type: str
           toolchain:
             description: Go toolchain to build with, set as C(GOTOOLCHAIN), for example C(go1.26.8).
             type: str
@@ -95,6 +102,10 @@ options:
     description: Root of the controller artifact cache.
     type: path
     required: true
+  source_root:
+    description: The directory a relative O(source.go.path) is in (the project's checkout).
+    type: path
+    default: .
   go_binary:
     description: Go command used for builds; looked up in C(PATH), then in C(/usr/local/go/bin).
     type: str
@@ -310,12 +321,14 @@ class Artifact:
 
     def build(self, go: dict):
         go_cmd = self.go_command()
-        target = go_target(go["module"], go.get("package"))
-        cmd = [go_cmd, "install"]
+        local = go.get("path") and os.path.join(self.module.params["source_root"], go["path"])
+        if local and not os.path.isfile(os.path.join(local, "go.mod")):
+            self.fail(f"{local} is not a Go module directory (no go.mod)")
+        target = local or go_target(go["module"], go.get("package"))
+        cmd = [go_cmd, "build" if local else "install"]
         if go.get("ldflags"):
             cmd.append("-ldflags=" + substitute(go["ldflags"], **self.values))
-        cmd.append(f"{target}@{self.version}")
-        shown = "go " + " ".join(cmd[1:])
+        shown = "go " + " ".join([*cmd[1:], target if local else f"{target}@{self.version}"])
 
         # go install refuses GOBIN for cross-compiles (and linux/<arch> is one on any other controller),
         # so GOBIN is cleared and the binary is taken from a private GOPATH's bin directory instead.
@@ -338,7 +351,11 @@ class Artifact:
                 "GOMODCACHE": out.strip(),
                 "GOBIN": "",
             }
-            rc, out, err = self.module.run_command(cmd, cwd=gopath, environ_update=env)
+            if local:  # built where its go.mod is, into the bin directory `go install` would use
+                cmd += ["-o", os.path.join(gopath, "bin", self.filename), "."]
+            else:
+                cmd.append(f"{target}@{self.version}")
+            rc, out, err = self.module.run_command(cmd, cwd=local or gopath, environ_update=env)
             if rc != 0:
                 self.fail(
                     f"`{shown}` failed for linux/{self.arch} (rc={rc}, GOTOOLCHAIN={go['toolchain']}):\n"
@@ -353,7 +370,7 @@ class Artifact:
             if actual != self.expected:
                 self.mismatch(
                     actual,
-                    f"the build of {target}@{self.version}",
+                    f"the build of {shown.split()[-1]}",
                     f"builds with a pinned toolchain are reproducible, so does the toolchain differ from "
                     f"{go['toolchain']} (GOTOOLCHAIN), or do the ldflags or the pin itself?",
                 )
@@ -420,11 +437,14 @@ def main():
                     "go": {
                         "type": "dict",
                         "options": {
-                            "module": {"type": "str", "required": True},
+                            "module": {"type": "str"},
+                            "path": {"type": "str"},
                             "toolchain": {"type": "str", "required": True},
                             "package": {"type": "str"},
                             "ldflags": {"type": "str"},
                         },
+                        "mutually_exclusive": [("module", "path")],
+                        "required_one_of": [("module", "path")],
                     },
                 },
                 "mutually_exclusive": [("url", "go")],
@@ -432,6 +452,7 @@ def main():
             },
             "mirror": {"type": "str", "default": ""},
             "cache_dir": {"type": "path", "required": True},
+            "source_root": {"type": "path", "default": "."},
             "go_binary": {"type": "str", "default": "go"},
         },
         supports_check_mode=True,

@@ -21,6 +21,7 @@ PLATFORM = {
 }
 UID = 10001
 IMAGE = {"repository": "lakehouse/minio", "tag": "1", "digest": "sha256:" + "ab" * 32}
+PROBE = "/usr/local/bin/lakehouse-probe"  # where every built image holds the `helm test` probe
 
 
 def minio() -> dict:
@@ -36,7 +37,9 @@ def minio() -> dict:
         "files": [
             {"path": "minio.env", "content": "MINIO_ROOT_PASSWORD=s3cr3t-value\n", "secret": True},
             {"path": "certs/public.crt", "content": "CERT\n", "secret": False},
+            {"path": "certs/CAs/ca.crt", "content": "CA\n", "secret": False},
         ],
+        "ca_file": "certs/CAs/ca.crt",
         "components": [
             {
                 "name": "minio",

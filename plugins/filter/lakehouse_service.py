@@ -24,6 +24,8 @@ an init container on Kubernetes) or `after` the service is ready (schema creatio
 `lakehouse_service` applies every default here, in one place, and refuses unknown keys, so the
 engines read plain fields and never guess. A Java runtime adds what every JVM service needs (the
 runtime artifact, JAVA_HOME, a trust store with the lakehouse CA built before each start).
+`ca_file` names the public file holding the CA that signs the service's certificate: the Java
+trust store and the release's `helm test` read it.
 """
 
 from __future__ import annotations
@@ -206,6 +208,7 @@ def _component(service: dict, given) -> dict:
     health["wait_seconds"] = health["retries"] * health["delay"]  # how long either engine waits for readiness
     component["health"] = health
     component["stop"] = _fill("stop", where, component["stop"], STOP)
+    component["stop"]["timeout"] = int(component["stop"]["timeout"])
     component["placement"] = _fill("placement", where, component["placement"], PLACEMENT)
     component["volumes"] = [_fill("volume", where, v, VOLUME) for v in component["volumes"]]
     component["files"] = _files(where, component["files"])
@@ -240,12 +243,13 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
     service["truststore_builder"] = platform.get("truststore_builder") if service["java"] else None
     if service["runtime"] not in (None, "java"):
         raise AnsibleFilterError(f"{where}: unknown runtime {service['runtime']} (known: java)")
+    public_files = {f["path"] for f in service["files"] if not f["secret"]}
+    if service["ca_file"] and service["ca_file"] not in public_files:
+        raise AnsibleFilterError(f"{where}: ca_file {service['ca_file']} is not one of its public files")
     if service["java"]:
         java_home = platform.get("java_home")
         if not java_home or not service["ca_file"]:
             raise AnsibleFilterError(f"{where}: a Java service needs the platform's java_home and its `ca_file`")
-        if service["ca_file"] not in {f["path"] for f in service["files"]}:
-            raise AnsibleFilterError(f"{where}: ca_file {service['ca_file']} is not one of its files")
         store = f"{service['home']}/truststore.p12"
         service["artifacts"].append({"name": "java_runtime", "dest": java_home})
         service["_env"] = {
@@ -355,10 +359,34 @@ def _guarded(job: dict) -> list[str]:
     return ["/bin/sh", "-c", 'test -e "$0" || exec "$@"', job["creates"], job["executable"], *job["args"]]
 
 
-def helm_values(service: dict, components: list[dict], image: dict, cluster_domain: str, uid: int) -> dict:
+def _test_targets(components: list[dict]) -> list[dict]:
+    """What the release's `helm test` reaches through each Service, as a consumer would: every
+    exposed port, at the path of the component's HTTP probe on it (else a TCP connection)."""
+    targets = []
+    for component in components:
+        http_probes = [p for p in (component["health"]["readiness"], component["health"]["liveness"]) if p]
+        for port in component["ports"]:
+            if not port["exposed"]:
+                continue
+            probe = next((p for p in http_probes if p["port"] == port["name"]), None)
+            targets.append(
+                {
+                    "workload": component["workload"],
+                    "port": port["port"],
+                    "scheme": probe["scheme"] if probe else "tcp",
+                    "path": probe["path"] if probe else "",
+                }
+            )
+    return targets
+
+
+def helm_values(
+    service: dict, components: list[dict], image: dict, cluster_domain: str, uid: int, probe: str = ""
+) -> dict:
     """The values of the generic chart (helm/lakehouse-service) for the components a cluster
     receives: names, the image pin, programs, ports, probes and checksums; never a file's content.
-    Pods run as `uid`, the service user of the images built from the artifact table."""
+    Pods run as `uid`, the service user of the images built from the artifact table. `probe` is
+    the path of lakehouse-probe in the image (built images hold it): the program of `helm test`."""
     first_start = [j for j in service["jobs"] if j["when"] == "before"]
     chart_components = []
     for component in components:
@@ -424,6 +452,14 @@ def helm_values(service: dict, components: list[dict], image: dict, cluster_doma
         "provides": service["provides"],
         "consumes": sorted(service["consumes"]),
         "networkPolicy": {"enabled": True, "from": []},
+        "tests": {
+            "probe": probe,
+            # The CA the probe trusts: the service's CA file, from the first component's ConfigMap.
+            "ca": {"config": components[0]["workload"] + "-config", "key": service["ca_file"].replace("/", "__")}
+            if service["ca_file"] and components
+            else None,
+            "targets": _test_targets(components) if probe else [],
+        },
         # Merged by Helm over the chart's restricted defaults.
         "podSecurityContext": {"runAsUser": uid, "runAsGroup": uid, "fsGroup": uid},
     }
@@ -461,12 +497,15 @@ def readiness_waits(service: dict, components: list[dict], endpoint: dict) -> li
     return waits
 
 
-def image_content(service: dict, table: dict, fetched: dict, root: str, arch: str, builder: str) -> dict:
+def image_content(
+    service: dict, table: dict, fetched: dict, root: str, arch: str, builder: str, tools: list | None = None
+) -> dict:
     """What a service's image holds, laid out as the systemd engine lays out a host: each verified
     artifact at its versioned path (an archive unpacked there), its `dest` a link to it, the Java
-    trust store builder where the unit runs it; the service user owns its home and directories."""
+    trust store builder where the unit runs it; the service user owns its home and directories.
+    `tools` are artifacts ({name, dest}) every image holds besides the service's (the probe)."""
     content = {"files": [], "archives": [], "links": []}
-    for artifact in service["artifacts"]:
+    for artifact in [*service["artifacts"], *(tools or [])]:
         entry = table[artifact["name"]]
         leaf = (entry.get("unpack") or {}).get("root") or entry["filename"]
         path = f"{root}/{artifact['name']}/{entry['version']}/{leaf}"

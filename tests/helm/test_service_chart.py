@@ -21,7 +21,7 @@ import yaml
 from controlplane import REPO, ControlPlane, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from service_examples import IMAGE, PLATFORM, UID, minio, model, trino
+from service_examples import IMAGE, PLATFORM, PROBE, UID, minio, model, trino
 
 CHART = REPO / "helm" / "lakehouse-service"
 NS = "lakehouse-chart"
@@ -29,12 +29,12 @@ SCHEMA_ERROR = "values don't meet the specifications of the schema"
 SECRET_TEXT = "MINIO_ROOT_PASSWORD=s3cr3t-value"  # in the example's minio.env
 
 
-def values_of(descriptor: dict, exclusive: bool = False) -> dict:
+def values_of(descriptor: dict, exclusive: bool = False, probe: str = PROBE) -> dict:
     service = model.normalize(descriptor, PLATFORM)
     # The cluster stands in every group: it receives every component, each in pods of its own.
     groups = {group: ["cluster"] for c in service["components"] for group in c["placement"]["groups"]}
     components = model.placed(service, "cluster", groups, exclusive)
-    return model.helm_values(service, components, IMAGE, "cluster.local", UID)
+    return model.helm_values(service, components, IMAGE, "cluster.local", UID, probe)
 
 
 class Helm:
@@ -96,8 +96,19 @@ def test_lint_strict_is_clean(helm):
         (("--set", "components[0].workload=Not_A_Name"), "at '/components/0/workload'"),
         (("--set", "components[0].unknown=1"), "additional properties 'unknown' not allowed"),
         (("--set", "components[0].health.readiness.scheme=ftp"), "at '/components/0/health/readiness'"),
+        (("--set", "tests.targets[0].scheme=ftp"), "at '/tests/targets/0/scheme'"),
     ],
-    ids=["unknown-key", "digest", "port-string", "dir-escape", "path-escape", "name", "nested-unknown", "probe"],
+    ids=[
+        "unknown-key",
+        "digest",
+        "port-string",
+        "dir-escape",
+        "path-escape",
+        "name",
+        "nested-unknown",
+        "probe",
+        "test-scheme",
+    ],
 )
 def test_schema_rejects_bad_values(helm, override, message):
     done = helm.run(
@@ -138,7 +149,10 @@ def test_config_files_are_projected_at_their_paths_with_a_checksum(helm):
     assert sources["secret"] == {"name": "minio-config", "items": [{"key": "minio.env", "path": "minio.env"}]}
     assert sources["configMap"] == {
         "name": "minio-config",
-        "items": [{"key": "certs__public.crt", "path": "certs/public.crt"}],
+        "items": [
+            {"key": "certs__public.crt", "path": "certs/public.crt"},
+            {"key": "certs__CAs__ca.crt", "path": "certs/CAs/ca.crt"},
+        ],
     }
     annotations = sts["spec"]["template"]["metadata"]["annotations"]
     assert annotations["checksum/config"] == values["components"][0]["config"]["checksum"]
@@ -186,6 +200,35 @@ def test_network_policy_denies_by_default_and_admits_consumers(helm):
     # Trino's pods carry the labels that MinIO's policy admits.
     labels = of_kind(trino_docs, "Deployment")["trino"]["spec"]["template"]["metadata"]["labels"]
     assert labels["lakehouse/consumes-object_storage"] == "true"
+
+
+def test_helm_test_reaches_each_exposed_port_through_its_service_as_a_consumer(helm):
+    (pod,) = of_kind(helm.template(values_of(minio())), "Pod").values()
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Labelled as a consumer, so the NetworkPolicy admits it; in the release's image, restricted.
+    assert pod["metadata"]["labels"]["lakehouse/consumes-object_storage"] == "true"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == f"lakehouse/minio:1@{IMAGE['digest']}"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # The readiness path of the exposed S3 port, verified against the service's CA.
+    assert container["command"] == [
+        PROBE,
+        "-ca=/etc/lakehouse-test/ca.crt",
+        f"https://minio.{NS}.svc.cluster.local:9000/minio/health/ready",
+    ]
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["configMap"] == {"name": "minio-config", "items": [{"key": "certs__CAs__ca.crt", "path": "ca.crt"}]}
+    # Trino: each component through its own Service; a port that is not exposed is not probed.
+    descriptor = trino()
+    (trino_pod,) = of_kind(helm.template(values_of(descriptor), release="trino"), "Pod").values()
+    coordinator, worker = (f"https://{name}.{NS}.svc.cluster.local:8443/v1/info" for name in ("trino", "trino-worker"))
+    assert trino_pod["spec"]["containers"][0]["command"][2:] == [coordinator, worker]
+    descriptor["components"][1]["ports"] = [{"name": "https", "port": 8443, "exposed": False}]
+    (trino_pod,) = of_kind(helm.template(values_of(descriptor), release="trino"), "Pod").values()
+    assert trino_pod["spec"]["containers"][0]["command"][2:] == [coordinator]
+    # An image without the probe (a pinned upstream image) has no test.
+    assert not of_kind(helm.template(values_of(minio(), probe="")), "Pod")
 
 
 def test_names_and_labels_are_valid(helm):

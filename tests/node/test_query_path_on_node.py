@@ -4,7 +4,8 @@ One inventory host stands for the node's cluster and belongs to every service gr
 up` builds each service's image from the artifact table, imports it into the node's containerd,
 stores the rendered config in ConfigMaps and Secrets and installs the generic chart; the pods
 really run, under the restricted Pod Security Standard. Then `verify` runs the same checks as on
-metal (pyiceberg writes, Trino reads, and back; every refusal), a second `up` changes nothing,
+metal (pyiceberg writes, Trino reads, and back; every refusal), every release's `helm test`
+reaches its Services from a consumer's pod, a second `up` changes nothing,
 `--check --diff` shows a changed value and changes nothing, a worker pod deleted during a query
 loop drains without a failed query, and switching only `iceberg_catalog_type` to `jdbc` verifies
 green again. The controller finds the Services by name through a block in /etc/hosts that the
@@ -92,6 +93,18 @@ def test_contracts_name_services_by_their_cluster_dns_names(up, site):
 
 def test_verify_rest_catalog_pyiceberg_and_trino_both_ways(up, site):
     assert round_trip(site.verify()) == ROUND_TRIP
+
+
+def test_helm_test_of_every_release_reaches_its_services_as_a_consumer(up, node):
+    for release in SERVICES:
+        done = subprocess.run(
+            ["helm", "test", release, "-n", NAMESPACE, "--logs", "--timeout", "2m"],
+            env=node.env, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert re.search(r"Phase:\s+Succeeded", done.stdout), done.stdout
+        probed = re.findall(r"^ok +(\S+):", done.stdout, re.MULTILINE)
+        assert probed and all(f".{NAMESPACE}.svc.cluster.local:" in url for url in probed), done.stdout
 
 
 def test_second_up_changes_nothing_and_makes_no_revision(up, site, node):

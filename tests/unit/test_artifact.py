@@ -383,6 +383,36 @@ def test_go_cross_compile(run_module, go_env, tmp_path):
     assert_elf(path, arch)
 
 
+def test_go_build_of_a_local_module_directory_is_reproducible_and_pinned(run_module, go_env, tmp_path):
+    """The project's own programs (images/probe) build from a directory of the checkout."""
+    arch = go_env["host_arch"]
+    if arch not in ELF_MACHINE:
+        pytest.skip(f"controller architecture {arch} is not a lakehouse target")
+    checkout = tmp_path / "checkout"
+    (checkout / "tools" / "hello").mkdir(parents=True)
+    (checkout / "tools" / "hello" / "go.mod").write_text(HELLO_MOD)
+    (checkout / "tools" / "hello" / "main.go").write_text(HELLO_MAIN)
+    args = go_entry(tmp_path / "cache1", go_env["toolchain"], arch, "0" * 64, version="1.0.0")
+    args["source"]["go"] = {"path": "tools/hello", "toolchain": go_env["toolchain"]}
+    args["source_root"] = str(checkout)
+    actual = built_sha256(run_module, args)
+
+    # Another checkout in another place builds the same binary (-trimpath).
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(checkout, moved)
+    args.update(cache_dir=str(tmp_path / "cache2"), source_root=str(moved), sha256={arch: actual})
+    result = run_module(MODULE, args)
+    path = tmp_path / "cache2" / "hello" / "1.0.0" / arch / "hello"
+    assert result["changed"] is True and result["source"] == "go" and result["sha256"] == actual
+    assert subprocess.run([path], capture_output=True, text=True, check=True).stdout == "hello from the lakehouse\n"
+
+    args["source"]["go"]["path"] = "tools/missing"
+    args["cache_dir"] = str(tmp_path / "cache3")
+    with pytest.raises(ModuleExit) as failed:
+        run_module(MODULE, args)
+    assert "tools/missing is not a Go module directory (no go.mod)" in failed.value.result["msg"]
+
+
 def test_go_build_failure_shows_go_errors(run_module, go_env, tmp_path):
     args = go_entry(tmp_path / "cache", go_env["toolchain"], "amd64", "0" * 64, version="v9.9.9")
     with pytest.raises(ModuleExit) as failed:

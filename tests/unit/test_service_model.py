@@ -99,7 +99,7 @@ def test_bad_descriptors_are_refused_with_the_service_named(change, message):
 def test_a_java_service_needs_its_ca_file():
     descriptor = trino()
     descriptor["ca_file"] = "missing.crt"
-    with pytest.raises(AnsibleFilterError, match="ca_file missing.crt is not one of its files"):
+    with pytest.raises(AnsibleFilterError, match="ca_file missing.crt is not one of its public files"):
         model.normalize(descriptor, PLATFORM)
 
 
@@ -113,6 +113,7 @@ def test_chart_values_carry_names_paths_and_checksums_never_content():
     assert component["config"]["files"] == [
         {"path": "minio.env", "secret": True},
         {"path": "certs/public.crt", "secret": False},
+        {"path": "certs/CAs/ca.crt", "secret": False},
     ]
     assert values["provides"] == "object_storage" and values["image"] == IMAGE
     assert values["podSecurityContext"] == {"runAsUser": UID, "runAsGroup": UID, "fsGroup": UID}

@@ -1,0 +1,3 @@
+module lakehouse/probe
+
+go 1.26
