@@ -218,10 +218,11 @@ CONFIG_DIRS = {
     "nessie": "/etc/lakehouse-nessie",
     "trino": "/etc/lakehouse-trino",
 }
-# A delivery's own identity: the server certificates name its endpoint; node.properties names the
-# Trino node (a host by its name, a pod by the name its StatefulSet gives it).
+# A delivery's own identity: the server certificates name its endpoint; node.properties and the
+# readiness and drain script (node.py) name the Trino node (a host by its name, a pod by the name
+# its StatefulSet gives it).
 OWN_NAMES = {"certs/public.crt", "certs/private.key", "certs/server.crt", "certs/server.key", "https.pem"}
-OWN_NAMES |= {"node.properties"}
+OWN_NAMES |= {"node.properties", "node.py"}
 # Variables the comparison sets on both deliveries: the metal sandbox reads its client network
 # from facts, and the cluster runs its coordinator alone, as the single metal host does.
 SHARED = {
