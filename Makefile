@@ -1,5 +1,6 @@
 # The two README commands, and a few helpers. Every target prepares the machine first
-# (scripts/setup.sh: Python environment, Docker engine, test host image; idempotent).
+# (scripts/setup.sh: Python environment, Docker engine, test host image, Kubernetes tooling
+# when needed; idempotent).
 ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
 INVENTORY ?= inventories/sandbox
 # The Helm CLI built by scripts/controlplane/build.sh serves the Helm delivery engine.
@@ -34,5 +35,8 @@ down: setup
 artifacts: setup
 	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/artifacts.yml
 
+# `make test` prepares everything; the other targets what the inventory's hosts need (a
+# metal-only inventory builds no Kubernetes tooling).
+SETUP_INVENTORY := $(if $(filter test,$(MAKECMDGOALS)),,$(INVENTORY))
 setup:
-	@scripts/setup.sh
+	@SETUP_INVENTORY=$(SETUP_INVENTORY) scripts/setup.sh

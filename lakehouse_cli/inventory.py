@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,3 +96,22 @@ def load(source: str, limit: str | None = None) -> Inventory:
         if not inventory.hosts:
             raise LakehouseError(f"--limit {limit} matches no host of inventory {source}")
     return inventory
+
+
+def main(argv: list[str]) -> int:
+    """`python -m lakehouse_cli.inventory deliveries INVENTORY`: the deliveries its hosts use, one
+    per line (scripts/setup.sh prepares only what they need)."""
+    if len(argv) != 2 or argv[0] != "deliveries":
+        print("usage: python -m lakehouse_cli.inventory deliveries INVENTORY", file=sys.stderr)
+        return 2
+    try:
+        inventory = load(resolve_source(argv[1]))
+    except LakehouseError as err:
+        print(f"lakehouse: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(sorted({inventory.delivery(host) for host in inventory.hosts})))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -5,40 +5,34 @@
 #   2. the Docker engine (installed if missing, started if not running)
 #   3. the Debian 12 systemd test host image (rebuilt only when its recipe changes)
 #   4. the Helm CLI, the test Kubernetes control plane and the real test node's kubelet,
-#      kube-proxy and CoreDNS, built from pinned Go modules
+#      kube-proxy and CoreDNS, built from pinned Go modules, with the node's Debian packages
 # Heavy state lives under $LAKEHOUSE_CACHE (default ~/.cache/lakehouse), never in the repo.
+# SETUP_INVENTORY (set by `make up`, `verify`, `status`, `down`) prepares only what that
+# inventory's hosts need: step 4 only when one of them is delivered by Helm. Unset (`make
+# test`), everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}"
 mkdir -p "$cache"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-need_apt=()
-command -v dockerd >/dev/null || need_apt+=(docker.io)
-command -v debootstrap >/dev/null || need_apt+=(debootstrap)
-command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || need_apt+=(golang-go)
-# The real test node (tests/node.py): containerd and runc come with docker.io; CNI plugins in
-# /usr/lib/cni; a static busybox is the pause image and the test images; kube-proxy drives nft.
-# (busybox-static, not busybox: the image has no libc to link against.)
-for pkg in containernetworking-plugins busybox-static nftables iptables; do
-  dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_apt+=("$pkg")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  log "installing ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+apt_install() {
+  local need=()
+  for pkg in "$@"; do
+    dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
 
-# The registry the image push is tested against: Debian's docker-registry, unpacked into the
-# cache (never installed as a service).
-registry_dir="$cache/tools/docker-registry"
-if [ ! -x "$registry_dir/usr/bin/docker-registry" ]; then
-  log "unpacking Debian's docker-registry into $registry_dir"
-  debs="$(mktemp -d)"
-  (cd "$debs" && { apt-get download -qq docker-registry 2>/dev/null || { apt-get update -qq && apt-get download -qq docker-registry; }; })
-  mkdir -p "$registry_dir" && dpkg-deb -x "$debs"/docker-registry_*.deb "$registry_dir"
-  rm -rf "$debs"
-fi
+base=()
+command -v dockerd >/dev/null || base+=(docker.io)
+command -v debootstrap >/dev/null || base+=(debootstrap)
+command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || base+=(golang-go)
+[ ${#base[@]} -eq 0 ] || apt_install "${base[@]}"
 
 # 1. Python environment, keyed by the requirements hash so fresh clones reuse it.
 req_hash="$(sha256sum requirements.txt | cut -c1-12)"
@@ -70,6 +64,30 @@ fi
 echo "$image" > "$cache/testhost-image"
 
 # 4. Helm, the test control plane (kube-apiserver, controller-manager, scheduler, kine, kwok) and
-#    the real node's kubelet, kube-proxy and CoreDNS.
+#    the real node's kubelet, kube-proxy and CoreDNS: for the test suite, or an inventory with
+#    a host delivered by Helm.
+kubernetes=yes
+if [ -n "${SETUP_INVENTORY:-}" ]; then
+  deliveries="$(.venv/bin/python -m lakehouse_cli.inventory deliveries "$SETUP_INVENTORY")"
+  grep -qx helm <<<"$deliveries" || kubernetes=no
+fi
+if [ "$kubernetes" = no ]; then
+  log "ready: venv $venv, Docker $(docker version -f '{{.Server.Version}}'), image $image (no Kubernetes tooling: no host of $SETUP_INVENTORY is delivered by Helm)"
+  exit 0
+fi
+# The real test node (tests/node.py): containerd and runc come with docker.io; CNI plugins in
+# /usr/lib/cni; a static busybox is the pause image and the test images; kube-proxy drives nft.
+# (busybox-static, not busybox: the image has no libc to link against.)
+apt_install containernetworking-plugins busybox-static nftables iptables
+# The registry the image push is tested against: Debian's docker-registry, unpacked into the
+# cache (never installed as a service).
+registry_dir="$cache/tools/docker-registry"
+if [ ! -x "$registry_dir/usr/bin/docker-registry" ]; then
+  log "unpacking Debian's docker-registry into $registry_dir"
+  debs="$(mktemp -d)"
+  (cd "$debs" && { apt-get download -qq docker-registry 2>/dev/null || { apt-get update -qq && apt-get download -qq docker-registry; }; })
+  mkdir -p "$registry_dir" && dpkg-deb -x "$debs"/docker-registry_*.deb "$registry_dir"
+  rm -rf "$debs"
+fi
 scripts/controlplane/build.sh
-log "ready: venv $venv, Docker $(docker version -f '{{.Server.Version}}'), image $image"
+log "ready: venv $venv, Docker $(docker version -f '{{.Server.Version}}'), image $image, Kubernetes tooling $(scripts/controlplane/build.sh --print-env | sed -n 's/^BIN_DIR=//p')"
