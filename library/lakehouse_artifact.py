@@ -92,6 +92,11 @@ options:
             description:
               - Passed as C(-ldflags). C({version}), C({arch}) and C({filename}) are substituted.
             type: str
+          tags:
+            description: Build tags, passed as C(-tags), for example Prometheus's service discovery selection.
+            type: list
+            elements: str
+            default: []
   mirror:
     description:
       - Base URL of an offline mirror. When set it replaces every source with
@@ -328,6 +333,8 @@ class Artifact:
         cmd = [go_cmd, "build" if local else "install"]
         if go.get("ldflags"):
             cmd.append("-ldflags=" + substitute(go["ldflags"], **self.values))
+        if go.get("tags"):
+            cmd.append("-tags=" + ",".join(go["tags"]))
         shown = "go " + " ".join([*cmd[1:], target if local else f"{target}@{self.version}"])
 
         # go install refuses GOBIN for cross-compiles (and linux/<arch> is one on any other controller),
@@ -442,6 +449,7 @@ def main():
                             "toolchain": {"type": "str", "required": True},
                             "package": {"type": "str"},
                             "ldflags": {"type": "str"},
+                            "tags": {"type": "list", "elements": "str", "default": []},
                         },
                         "mutually_exclusive": [("module", "path")],
                         "required_one_of": [("module", "path")],

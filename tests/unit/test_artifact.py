@@ -406,6 +406,15 @@ def test_go_build_of_a_local_module_directory_is_reproducible_and_pinned(run_mod
     assert result["changed"] is True and result["source"] == "go" and result["sha256"] == actual
     assert subprocess.run([path], capture_output=True, text=True, check=True).stdout == "hello from the lakehouse\n"
 
+    # Build tags select files: a tagged build is another binary, and its own pin.
+    (checkout / "tools" / "hello" / "tagged.go").write_text(
+        '//go:build lakehouse_tagged\n\npackage main\n\nfunc init() { println("tagged") }\n'
+    )
+    args["source"]["go"]["tags"] = ["lakehouse_tagged"]
+    args.update(cache_dir=str(tmp_path / "cache-tagged"), source_root=str(checkout), sha256={arch: "0" * 64})
+    tagged = built_sha256(run_module, args)
+    assert tagged != actual
+
     args["source"]["go"]["path"] = "tools/missing"
     args["cache_dir"] = str(tmp_path / "cache3")
     with pytest.raises(ModuleExit) as failed:
