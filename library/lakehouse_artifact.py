@@ -185,6 +185,7 @@ import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.lakehouse_files import CHUNK, sha256_file
 from ansible.module_utils.urls import fetch_url
 
 ARCHES = ("amd64", "arm64")
@@ -192,17 +193,8 @@ GO_DIRS = ["/usr/local/go/bin"]
 GO_FLAGS = ("-trimpath", "-buildvcs=false")
 # Artifacts are mostly programs; one mode whatever the source keeps cache entries identical.
 MODE = 0o755
-CHUNK = 1 << 20
 TIMEOUT = 60
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_path(cache_dir: str, name: str, version: str, arch: str, filename: str) -> str:

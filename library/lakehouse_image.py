@@ -375,6 +375,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lakehouse_debian import DebianError, add_packages, fetch, load_lock
+from ansible.module_utils.lakehouse_files import sha256_file
 from ansible.module_utils.lakehouse_oci import (
     Blob,
     ImageError,
@@ -383,7 +384,6 @@ from ansible.module_utils.lakehouse_oci import (
     image_config,
     image_path,
     normalize_reference,
-    sha256_file,
     write_image,
 )
 from ansible.module_utils.lakehouse_registry import Registry, RegistryError, push, split_repository

@@ -14,7 +14,6 @@ Modules import this as ``ansible.module_utils.lakehouse_debian``; scripts/image_
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -24,8 +23,9 @@ import subprocess
 import tempfile
 import urllib.request
 
+from ansible.module_utils.lakehouse_files import CHUNK, sha256_file
+
 LOCK_VERSION = 1
-CHUNK = 1 << 20
 APT_OPTIONS = ["-o", "APT::Sandbox::User=root"]  # root downloads into the cache without the _apt sandbox
 DEPENDS_FLAGS = [
     "--recurse",
@@ -54,14 +54,6 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 class DebianError(Exception):
     """A lock cannot be resolved, a package cannot be fetched or does not match its lock."""
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def run(cmd: list[str], cwd: str | None = None) -> str:

@@ -28,12 +28,13 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
+from ansible.module_utils.lakehouse_files import CHUNK
+
 # Every entry's mtime, and the image's `created`: the reproducible-builds convention's
 # SOURCE_DATE_EPOCH, fixed rather than read from the environment so a build never depends on it.
 MTIME = 0
 CREATED = "1970-01-01T00:00:00Z"
 GZIP_LEVEL = 6
-CHUNK = 1 << 20
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -50,14 +51,6 @@ class ImageError(Exception):
 
 def canonical_json(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def image_path(path: str) -> str:

@@ -14,19 +14,20 @@ each .deb's sha256, so a lock only changes when this script is run again.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import sys
 from pathlib import Path
 
+import ansible.module_utils
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BASES = REPO / "images" / "bases.yml"
 LOCKS = REPO / "images" / "locks"
 
-_spec = importlib.util.spec_from_file_location("lakehouse_debian", REPO / "module_utils" / "lakehouse_debian.py")
-debian = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(debian)
+# The project's module_utils, as Ansible ships them to modules.
+ansible.module_utils.__path__.append(str(REPO / "module_utils"))
+debian = importlib.import_module("ansible.module_utils.lakehouse_debian")
 
 
 def flatten(items) -> list[str]:

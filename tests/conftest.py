@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import ansible.module_utils
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
@@ -26,8 +27,7 @@ def _load(path: Path, name: str):
 
 
 # Our module_utils are shipped by Ansible as ansible.module_utils.<name>; mirror that in-process.
-for _util in sorted((REPO / "module_utils").glob("*.py")):
-    _load(_util, f"ansible.module_utils.{_util.stem}")
+ansible.module_utils.__path__.append(str(REPO / "module_utils"))
 
 
 class ModuleExit(Exception):

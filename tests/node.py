@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib.util
+import importlib
 import ipaddress
 import json
 import os
@@ -28,12 +28,12 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Self
 
+import ansible.module_utils
 from controlplane import REPO, SERVICE_CIDR, ControlPlane, ControlPlaneError, _free_port
 
 NODE_NAME = "lakehouse-node"
@@ -65,14 +65,11 @@ KUBEPODS = "kubepods"
 
 
 def _oci():
-    """module_utils/lakehouse_oci.py, the project's deterministic OCI image writer (loaded by path
-    outside pytest, where conftest has not mirrored module_utils into ansible.module_utils)."""
-    name = "ansible.module_utils.lakehouse_oci"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "module_utils" / "lakehouse_oci.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # before exec: dataclasses look it up
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
+    """module_utils/lakehouse_oci.py, the project's deterministic OCI image writer (importable
+    outside pytest too, where conftest has not added module_utils to ansible.module_utils)."""
+    if str(REPO / "module_utils") not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(str(REPO / "module_utils"))
+    return importlib.import_module("ansible.module_utils.lakehouse_oci")
 
 
 def oci_archive(directory: Path, name: str, dest: Path, **config) -> str:
