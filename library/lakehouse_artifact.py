@@ -321,13 +321,14 @@ class Artifact:
         local = go.get("path") and os.path.join(self.module.params["source_root"], go["path"])
         if local and not os.path.isfile(os.path.join(local, "go.mod")):
             self.fail(f"{local} is not a Go module directory (no go.mod)")
-        target = local or go_target(go["module"], go.get("package"))
+        # What is built: the local directory, or the module's package at the pinned version.
+        what = local or f"{go_target(go['module'], go.get('package'))}@{self.version}"
         cmd = [go_cmd, "build" if local else "install"]
         if go.get("ldflags"):
             cmd.append("-ldflags=" + substitute(go["ldflags"], **self.values))
         if go.get("tags"):
             cmd.append("-tags=" + ",".join(go["tags"]))
-        shown = "go " + " ".join([*cmd[1:], target if local else f"{target}@{self.version}"])
+        shown = "go " + " ".join([*cmd[1:], what])
 
         # go install refuses GOBIN for cross-compiles (and linux/<arch> is one on any other controller),
         # so GOBIN is cleared and the binary is taken from a private GOPATH's bin directory instead.
@@ -350,10 +351,8 @@ class Artifact:
                 "GOMODCACHE": out.strip(),
                 "GOBIN": "",
             }
-            if local:  # built where its go.mod is, into the bin directory `go install` would use
-                cmd += ["-o", os.path.join(gopath, "bin", self.filename), "."]
-            else:
-                cmd.append(f"{target}@{self.version}")
+            # A local module is built where its go.mod is, into the bin directory `go install` would use.
+            cmd += ["-o", os.path.join(gopath, "bin", self.filename), "."] if local else [what]
             rc, out, err = self.module.run_command(cmd, cwd=local or gopath, environ_update=env)
             if rc != 0:
                 self.fail(
@@ -369,7 +368,7 @@ class Artifact:
             if actual != self.expected:
                 self.mismatch(
                     actual,
-                    f"the build of {shown.split()[-1]}",
+                    f"the build of {what}",
                     f"builds with a pinned toolchain are reproducible, so does the toolchain differ from "
                     f"{go['toolchain']} (GOTOOLCHAIN), or do the ldflags or the pin itself?",
                 )

@@ -32,7 +32,7 @@ base=()
 command -v dockerd >/dev/null || base+=(docker.io)
 command -v debootstrap >/dev/null || base+=(debootstrap)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || base+=(golang-go)
-[ ${#base[@]} -eq 0 ] || apt_install "${base[@]}"
+apt_install "${base[@]}"
 
 # 1. Python environment, keyed by the requirements hash so fresh clones reuse it.
 req_hash="$(sha256sum requirements.txt | cut -c1-12)"
@@ -66,14 +66,13 @@ echo "$image" > "$cache/testhost-image"
 # 4. Helm, the test control plane (kube-apiserver, controller-manager, scheduler, kine, kwok) and
 #    the real node's kubelet, kube-proxy and CoreDNS: for the test suite, or an inventory with
 #    a host delivered by Helm.
-kubernetes=yes
+ready="venv $venv, Docker $(docker version -f '{{.Server.Version}}'), image $image"
 if [ -n "${SETUP_INVENTORY:-}" ]; then
   deliveries="$(.venv/bin/python -m lakehouse_cli.inventory deliveries "$SETUP_INVENTORY")"
-  grep -qx helm <<<"$deliveries" || kubernetes=no
-fi
-if [ "$kubernetes" = no ]; then
-  log "ready: venv $venv, Docker $(docker version -f '{{.Server.Version}}'), image $image (no Kubernetes tooling: no host of $SETUP_INVENTORY is delivered by Helm)"
-  exit 0
+  if ! grep -qx helm <<<"$deliveries"; then
+    log "ready: $ready (no Kubernetes tooling: no host of $SETUP_INVENTORY is delivered by Helm)"
+    exit 0
+  fi
 fi
 # The real test node (tests/node.py): containerd and runc come with docker.io; CNI plugins in
 # /usr/lib/cni; a static busybox is the pause image and the test images; kube-proxy drives nft.
@@ -90,4 +89,4 @@ if [ ! -x "$registry_dir/usr/bin/docker-registry" ]; then
   rm -rf "$debs"
 fi
 scripts/controlplane/build.sh
-log "ready: venv $venv, Docker $(docker version -f '{{.Server.Version}}'), image $image, Kubernetes tooling $(scripts/controlplane/build.sh --print-env | sed -n 's/^BIN_DIR=//p')"
+log "ready: $ready, Kubernetes tooling $(scripts/controlplane/build.sh --print-env | sed -n 's/^BIN_DIR=//p')"

@@ -36,22 +36,23 @@ def test_inventory_parses_with_dns_names_and_known_deliveries(inventory):
             assert variables.get("lakehouse_k8s_kubeconfig"), f"{host}: a cluster host needs a kubeconfig"
 
 
+def deliveries_of(inventory: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lakehouse_cli.inventory", "deliveries", inventory],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("inventory", "deliveries"),
     [("sandbox", "systemd"), ("sandbox-k8s", "helm"), ("sample-mixed", "helm\nsystemd")],
 )
 def test_setup_learns_which_deliveries_an_inventory_needs(inventory, deliveries):
     """scripts/setup.sh builds the Kubernetes tooling only when a host is delivered by Helm."""
-    done = subprocess.run(
-        [sys.executable, "-m", "lakehouse_cli.inventory", "deliveries", f"inventories/{inventory}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    done = deliveries_of(f"inventories/{inventory}")
     assert done.returncode == 0 and done.stdout.strip() == deliveries, done.stderr
 
 
 def test_setup_refuses_an_unknown_inventory_clearly():
-    done = subprocess.run(
-        [sys.executable, "-m", "lakehouse_cli.inventory", "deliveries", "inventories/none"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    done = deliveries_of("inventories/none")
     assert done.returncode == 1 and "inventory inventories/none not found" in done.stderr

@@ -364,7 +364,8 @@ def _test_targets(components: list[dict]) -> list[dict]:
     exposed port, at the path of the component's HTTP probe on it (else a TCP connection)."""
     targets = []
     for component in components:
-        http_probes = [p for p in (component["health"]["readiness"], component["health"]["liveness"]) if p]
+        health = component["health"]
+        http_probes = [p for p in (health["readiness"], health["liveness"]) if p and p["port"]]
         for port in component["ports"]:
             if not port["exposed"]:
                 continue
