@@ -33,11 +33,13 @@ from minio import Minio
 from minio.error import S3Error
 from trino.dbapi import Connection
 
-from lakehouse_cli import LakehouseError, clients, probe
+from lakehouse_cli import LakehouseError, clients, monitoring, probe
 from lakehouse_cli.contracts import Contract, resolve_secret, secrets_dir
 
 # How long a node that has just become ready may take to appear among the coordinator's nodes.
 WORKERS_JOIN_SECONDS = 30
+# How long a target that Prometheus has just been given may take until its first scrape.
+FIRST_SCRAPE_SECONDS = 60
 ACTIVE_NODES = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
 
 # Well-known defaults (MinIO, PostgreSQL, Trino); a published endpoint must refuse them.
@@ -163,6 +165,16 @@ def _http_refused(url: str, reply: probe.Reply, codes: tuple[int, ...]) -> Outco
     if reply.status < 300:
         return Outcome(url, False, f"ACCEPTED ({answer})")
     return Outcome(url, False, f"expected {'/'.join(map(str, codes))}, got {answer}")
+
+
+def has_metrics(contract: Contract) -> bool:
+    return bool(contract.data.get("metrics"))
+
+
+@check(None, "metrics refuse an anonymous scrape", when=has_metrics)
+def metrics_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    for url in monitoring.expected([contract]):
+        yield _http_refused(url, probe.request(url, contract.ca), (401, 403))
 
 
 # --- object storage (S3) ---------------------------------------------------------------------
@@ -484,3 +496,24 @@ def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outco
             raise
         remove()
     yield from (first, second)
+
+
+# --- observability: Prometheus ------------------------------------------------------------------
+
+
+@check("observability", "every published metrics endpoint scraped and up")
+def prometheus_targets_up(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    """Every metrics endpoint of every contract of the inventory is an active target of Prometheus,
+    and up. A target Prometheus has just been given is scraped within its interval, so the targets
+    are read again, bounded in time, until none is missing or not yet scraped."""
+    admin = contract.credential("admin")
+    user, password = ctx.user(contract, admin), ctx.secret(contract, admin["secret_ref"])
+    wanted = monitoring.expected(ctx.contracts)
+    deadline = time.monotonic() + FIRST_SCRAPE_SECONDS
+    while True:
+        active = monitoring.active_targets(contract, user, password)
+        if time.monotonic() > deadline or all(active.get(url, {}).get("health") in ("up", "down") for url in wanted):
+            break
+        time.sleep(2)
+    for url, (published, target) in sorted(wanted.items()):
+        yield Outcome(url, *monitoring.describe(published, target, active))

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from lakehouse_cli import LakehouseError, checks, contracts, inventory, probe
+from lakehouse_cli import LakehouseError, checks, contracts, inventory, monitoring, probe
 from lakehouse_cli.env import parse_extra_vars
 from lakehouse_cli.playbook import Invocation, run_or_raise
 from lakehouse_cli.progress import Progress
@@ -155,14 +155,42 @@ def status_table(session: Session) -> None:
     found = session.contracts()
     with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
         health = list(pool.map(probe.health, found))
+    scraped, unscraped = scrape_health(found)
+    extra = [lambda c: scraped.get(c.path, "")] if scraped else []
     rows = [
-        (c.service, c.host, session.inventory.delivery(c.host), c.url, text)
+        (c.service, c.host, session.inventory.delivery(c.host), c.url, text, *(column(c) for column in extra))
         for c, (_, text) in zip(found, health, strict=True)
     ]
-    session.print(render(("service", "host", "delivery", "endpoint", "health"), rows))
+    columns = ("service", "host", "delivery", "endpoint", "health", *(["metrics (Prometheus)"] if scraped else []))
+    session.print(render(columns, rows))
     bad = [f"{c.service} on {c.host} ({text})" for c, (ok, text) in zip(found, health, strict=True) if not ok]
-    if bad:
-        raise LakehouseError(f"{len(bad)} of {len(found)} services not healthy: {'; '.join(bad)}")
+    if bad or unscraped:
+        raise LakehouseError(
+            f"{len(bad)} of {len(found)} services not healthy, {len(unscraped)} metrics endpoints not scraped:"
+            f" {'; '.join(bad + unscraped)}"
+        )
+
+
+def scrape_health(found: list[contracts.Contract]) -> tuple[dict, list[str]]:
+    """What Prometheus says of each contract's metrics endpoints ({contract path: "n/m up"}), and
+    the endpoints it does not scrape; nothing when the inventory has no Prometheus."""
+    prometheus = next((c for c in found if c.service == "observability"), None)
+    if prometheus is None:
+        return {}, []
+    wanted = monitoring.expected(found)
+    try:
+        admin = prometheus.credential("admin")
+        password = contracts.resolve_secret(admin["secret_ref"], contracts.secrets_dir(prometheus.site))
+        active = monitoring.active_targets(prometheus, admin["user"], password)
+    except LakehouseError as err:
+        return {c.path: f"unknown: {err}" for c, _ in wanted.values()}, [str(err)]
+    states = {url: monitoring.describe(contract, target, active) for url, (contract, target) in wanted.items()}
+    column = {}
+    for contract in found:
+        mine = [states[url] for url, (c, _) in wanted.items() if c.path == contract.path]
+        if mine:
+            column[contract.path] = f"{sum(ok for ok, _ in mine)}/{len(mine)} up"
+    return column, [text for ok, text in states.values() if not ok]
 
 
 def cmd_up(session: Session) -> int:

@@ -3,6 +3,7 @@ an HTTPS request, or a PostgreSQL login over TLS (verify-full)."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
@@ -70,6 +71,21 @@ def request(
         return Reply(None, SSL_NOISE.sub("", str(err.reason)))
     except (OSError, ValueError) as err:
         return Reply(None, SSL_NOISE.sub("", str(err)) or type(err).__name__)
+
+
+def get_json(url: str, ca: Path | None, headers: Mapping[str, str] | None = None) -> tuple[Reply, dict | None]:
+    """One GET of a JSON document: (the reply, the document, or None when there is none)."""
+    if not url.startswith(("https://", "http://")):
+        return Reply(None, f"not an HTTP URL: {url}"), None
+    try:
+        tls = context(ca) if url.startswith("https://") else None
+        req = urllib.request.Request(url, headers=dict(headers or {}))  # noqa: S310 (https or http only)
+        with urllib.request.urlopen(req, timeout=TIMEOUT, context=tls) as response:  # noqa: S310
+            return Reply(response.status, response.reason or ""), json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return Reply(err.code, err.reason or ""), None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        return Reply(None, SSL_NOISE.sub("", str(getattr(err, "reason", err)))), None
 
 
 def _s3_code(body: str) -> str:

@@ -176,3 +176,29 @@ def check(contract, layer: str) -> None:
     """Raise ContractError when `contract` is not a valid `layer` contract."""
     if (found := problem(contract, layer)) is not None:
         raise found
+
+
+def metrics_targets(contract: Mapping) -> list[dict]:
+    """Every endpoint a scraper reads for `contract`, one per `metrics` entry and, for a query
+    contract, one per worker at the coordinator's port and path (workers publish no metrics of
+    their own): [{metric (its index), component, scheme, address (host:port), path, url}]."""
+    targets = []
+    for index, metric in enumerate(contract.get("metrics") or []):
+        parts = urlsplit(metric["url"])
+        address, path = f"{parts.hostname}:{parts.port or DEFAULT_PORTS[parts.scheme]}", parts.path or "/metrics"
+        hosts = [(metric["component"], address)]
+        if contract.get("service") == "query":
+            port = address.rsplit(":", 1)[1]
+            hosts += [("worker", f"{worker}:{port}") for worker in contract.get("workers") or []]
+        targets += [
+            {
+                "metric": index,
+                "component": component,
+                "scheme": parts.scheme,
+                "address": host,
+                "path": path,
+                "url": f"{parts.scheme}://{host}{path}",
+            }
+            for component, host in hosts
+        ]
+    return targets

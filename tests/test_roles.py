@@ -96,7 +96,10 @@ def changed_count(output: str) -> int:
         ),
         pytest.param("minio_buckets: [{name: Bad_Bucket}]\n", {}, "S3 naming rules", id="bad-bucket-name"),
         pytest.param(
-            "minio_metrics_auth: none\n", {}, "value of minio_metrics_auth must be one of", id="arg-spec-choice"
+            "minio_buckets: [{name: b1, versioning: on}]\n",
+            {},
+            "value of versioning must be one of",
+            id="arg-spec-choice",
         ),
         pytest.param(
             "minio_buckets: [{state: present}]\n", {}, "missing required arguments: name", id="arg-spec-required"

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
+import os
+import sys
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import serialization
+
+# Ansible puts no controller-side shared code on the path: the repository root holds module_utils/.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.append(REPO)
+from module_utils import lakehouse_jwt  # noqa: E402
 
 # Trino's password file takes PBKDF2 (HMAC-SHA1, what Trino 476 verifies with) as
 # <iterations>:<salt hex>:<hash hex>.
@@ -48,18 +54,9 @@ def trino_password_hash(password: str, salt: str, iterations: int = PBKDF2_ITERA
     return f"{iterations}:{salt_bytes.hex()}:{digest.hex()}"
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def jwt_rs256(claims: dict, private_key_pem: str) -> str:
-    """A JSON Web Token signed with RS256. PKCS#1 v1.5 signatures are deterministic, so the same
-    key and claims give the same token on every run (nothing changes on a second run)."""
-    key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
-    header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    payload = _b64url(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-    signature = key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{header}.{payload}.{_b64url(signature)}"
+    """A JSON Web Token signed with RS256, the same on every run (nothing changes on a second run)."""
+    return lakehouse_jwt.rs256(claims, private_key_pem)
 
 
 def public_key_der_b64(private_key_pem: str) -> str:

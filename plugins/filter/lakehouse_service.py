@@ -14,9 +14,11 @@ A service role describes its service as data (roles/<role>/vars/main.yml, `<role
 
 A component is one program: `program` by artifact ({artifact, path}) or by package ({package,
 path}), never by a bare host path; `args`, `env`, its own `files`, `pre_start` commands, `ports`
-as data ({name, port, tls, exposed, metrics_path}), `health` ({readiness, liveness} probes on a
-port or a command), `stop` ({command, timeout}), `replicas`, `placement` ({groups}), `volumes`
-({name, path, size, storage_class}), `resources`.
+as data ({name, port, tls, exposed, metrics_path}), `health` ({readiness, liveness} probes: an
+HTTP GET of a `path` on a port, a TCP connection to a port without one, or a command), `stop`
+({command, timeout}), `reload` ({signal}: a change of config files alone reloads the process
+rather than restarting it), `replicas`, `placement` ({groups}), `volumes` ({name, path, size,
+storage_class}), `resources`.
 
 A job is a one-off program run `before` the first start (initdb; guarded by `creates` on metal,
 an init container on Kubernetes) or `after` the service is ready (schema creation; a Job).
@@ -80,6 +82,7 @@ COMPONENT = {
     "ports": [],
     "health": REQUIRED,
     "stop": {},
+    "reload": {},
     "replicas": 1,
     "placement": {},
     "volumes": [],
@@ -89,6 +92,8 @@ PORT = {"name": REQUIRED, "port": REQUIRED, "tls": True, "exposed": True, "metri
 HEALTH = {"readiness": REQUIRED, "liveness": None, "retries": 60, "delay": 2}
 PROBE = {"port": None, "path": None, "match": None, "command": None}
 STOP = {"command": [], "timeout": 120}
+RELOAD = {"signal": None}
+SIGNALS = ("HUP", "USR1", "USR2")
 PLACEMENT = {"groups": [], "not_with": []}
 VOLUME = {"name": REQUIRED, "path": REQUIRED, "size": "10Gi", "storage_class": ""}
 JOB = {"name": REQUIRED, "program": REQUIRED, "args": [], "env": {}, "when": "before", "creates": None}
@@ -167,9 +172,13 @@ def _probe(where: str, given, ports: dict) -> dict | None:
     if probe["port"]:
         if probe["port"] not in ports:
             raise AnsibleFilterError(f"{where}: probe port {probe['port']} is not one of the ports {sorted(ports)}")
-        if not (probe["path"] or "").startswith("/"):
-            raise AnsibleFilterError(f"{where}: an HTTP probe needs a `path` starting with /")
-        probe["scheme"] = "https" if ports[probe["port"]]["tls"] else "http"
+        if probe["path"] is not None and not probe["path"].startswith("/"):
+            raise AnsibleFilterError(f"{where}: an HTTP probe's `path` starts with / (no path: a TCP probe)")
+        if probe["match"] and not probe["path"]:
+            raise AnsibleFilterError(f"{where}: a TCP probe has no body to `match`")
+        # A port without a path is probed by a TCP connection: an endpoint whose every path
+        # needs credentials (an exporter) is live once it accepts connections.
+        probe["scheme"] = "tcp" if not probe["path"] else "https" if ports[probe["port"]]["tls"] else "http"
         probe["number"] = ports[probe["port"]]["port"]
     return probe
 
@@ -209,6 +218,9 @@ def _component(service: dict, given) -> dict:
     component["health"] = health
     component["stop"] = _fill("stop", where, component["stop"], STOP)
     component["stop"]["timeout"] = int(component["stop"]["timeout"])
+    component["reload"] = _fill("reload", where, component["reload"], RELOAD)
+    if (signal := component["reload"]["signal"]) not in (None, *SIGNALS):
+        raise AnsibleFilterError(f"{where}: reload signal {signal} is not one of {', '.join(SIGNALS)}")
     component["placement"] = _fill("placement", where, component["placement"], PLACEMENT)
     component["volumes"] = [_fill("volume", where, v, VOLUME) for v in component["volumes"]]
     component["files"] = _files(where, component["files"])
@@ -375,7 +387,7 @@ def _test_targets(components: list[dict]) -> list[dict]:
                     "workload": component["workload"],
                     "port": port["port"],
                     "scheme": probe["scheme"] if probe else "tcp",
-                    "path": probe["path"] if probe else "",
+                    "path": (probe["path"] if probe else "") or "",
                 }
             )
     return targets
@@ -467,7 +479,8 @@ def helm_values(
 
 
 def readiness_waits(service: dict, components: list[dict], endpoint: dict) -> list[dict]:
-    """The HTTP readiness probes an engine waits on from the controller, by DNS name.
+    """The readiness probes on a port that an engine waits on, by DNS name: an HTTP `url`, or a
+    TCP `host` and `port` (a URL of scheme tcp).
 
     On a metal host every component's probe, at the service's published name. On a cluster the
     kubelet's probes gate the rollout; they check the status only, so a probe that must also
@@ -489,7 +502,9 @@ def readiness_waits(service: dict, components: list[dict], endpoint: dict) -> li
         waits.append(
             {
                 "component": component["name"],
-                "url": f"{probe['scheme']}://{host}:{probe['number']}{probe['path']}",
+                "url": f"{probe['scheme']}://{host}:{probe['number']}{probe['path'] or ''}",
+                "host": host,
+                "port": probe["number"],
                 "match": probe["match"] or "",
                 "retries": component["health"]["retries"],
                 "delay": component["health"]["delay"],

@@ -23,8 +23,15 @@ options:
     description: Services whose contract is wanted.
     required: true
   group:
-    description: Inventory group of the publishing hosts; defaults to the service name.
+    description: Inventory group of the publishing hosts; defaults to the service name (C(all) with O(every)).
     type: str
+  every:
+    description:
+      - Return, for each term, every contract of that service that a host of O(group) published, as a
+        list of C({host, contract}) (empty when none did), rather than the first one. A monitoring
+        role uses it to scrape every service of an inventory.
+    type: bool
+    default: false
   state_dir:
     description: Controller directory of published contracts.
     type: str
@@ -38,13 +45,17 @@ EXAMPLES = r"""
 - name: Render the catalog's S3 endpoint
   ansible.builtin.debug:
     msg: "{{ lookup('lakehouse_contract', 'object_storage').url }}"
+
+- name: List the hosts that publish a query engine
+  ansible.builtin.debug:
+    msg: "{{ lookup('lakehouse_contract', 'query', every=true) | map(attribute='host') }}"
 """
 
 RETURN = r"""
 _raw:
-  description: One contract (a dict) per term.
+  description: One contract (a dict) per term; with O(every), one list of C({host, contract}) per term.
   type: list
-  elements: dict
+  elements: raw
 """
 
 import json
@@ -66,43 +77,61 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         variables = variables or {}
         found = []
+        every = self.get_option("every")
         for service in terms:
-            group = self.get_option("group") or service
+            group = self.get_option("group") or ("all" if every else service)
+            if every:
+                found.append(
+                    [
+                        {"host": host, "contract": self._checked(service, contract, source)}
+                        for host, contract, source in self._published(service, group, variables)
+                    ]
+                )
+                continue
             contract, source = self._find(service, group, variables)
             if contract is None:
                 raise AnsibleLookupError(
                     f"lakehouse_contract: no {service} contract; run the play of the {group!r} group first,"
                     f" or declare an external service as lakehouse_contracts.{service}"
                 )
-            problem = lakehouse_contract.problem(contract, service)
-            if problem is not None:
-                raise AnsibleLookupError(
-                    f"lakehouse_contract: the {service} contract of {source} is invalid: {problem}"
-                )
-            found.append(contract)
+            found.append(self._checked(service, contract, source))
         return found
+
+    @staticmethod
+    def _checked(service, contract, source):
+        problem = lakehouse_contract.problem(contract, service)
+        if problem is not None:
+            raise AnsibleLookupError(f"lakehouse_contract: the {service} contract of {source} is invalid: {problem}")
+        return contract
 
     def _find(self, service, group, variables):
         """(contract, where it came from), or (None, None)."""
         external = self._templar.template(variables.get("lakehouse_contracts") or {})
         if service in external:
             return external[service], f"the inventory (lakehouse_contracts.{service})"
-        hosts = variables.get("groups", {}).get(group, [])
+        # A host's fact from this play first, then the file of any host.
+        for sources in (("fact",), ("file",)):
+            for _host, contract, source in self._published(service, group, variables, sources):
+                return contract, source
+        return None, None
+
+    def _published(self, service, group, variables, sources=("fact", "file")):
+        """(host, contract, where it came from) for each host of `group` that published one: its
+        fact when it ran in this play, else the file it wrote on the controller."""
         hostvars = variables.get("hostvars", {})
-        for host in hosts:
-            fact = (hostvars.get(host, {}).get("lakehouse_published") or {}).get(service)
-            if fact:
-                return self._templar.template(fact), f"{host} (its lakehouse_published fact)"
         state_dir = self.get_option("state_dir")
-        if not state_dir:
-            return None, None
-        state_dir = os.path.expanduser(self._templar.template(state_dir))
-        for host in hosts:
+        state_dir = os.path.expanduser(self._templar.template(state_dir)) if state_dir else None
+        for host in variables.get("groups", {}).get(group, []):
+            fact = (hostvars.get(host, {}).get("lakehouse_published") or {}).get(service)
+            if fact and "fact" in sources:
+                yield host, self._templar.template(fact), f"{host} (its lakehouse_published fact)"
+                continue
+            if fact or "file" not in sources or not state_dir:
+                continue
             path = os.path.join(state_dir, "contracts", host, f"{service}.json")
             if os.path.exists(path):
                 try:
                     with open(path, encoding="utf-8") as handle:
-                        return json.load(handle), f"{host} ({path})"
+                        yield host, json.load(handle), f"{host} ({path})"
                 except (OSError, ValueError) as err:
                     raise AnsibleLookupError(f"lakehouse_contract: unreadable {path}: {err}") from err
-        return None, None

@@ -56,7 +56,9 @@ def changed(path: str, value=None, delete: bool = False) -> dict:
 
 
 def test_every_layer_has_a_schema_and_the_example_is_valid():
-    assert lakehouse_contract.layers() == ["catalog", "catalog_db", "object_storage", "query", "query_worker"]
+    assert lakehouse_contract.layers() == [
+        "catalog", "catalog_db", "host", "object_storage", "observability", "query", "query_worker",
+    ]  # fmt: skip
     assert lakehouse_contract.problem(VALID, "object_storage") is None
     assert VALID["endpoints"] == [
         {"name": "s3", "url": URL, "scheme": "https", "host": "minio-1.lakehouse.test", "port": 9000}
@@ -155,6 +157,16 @@ def test_a_catalog_carries_only_the_section_of_its_type():
     )
 
 
+def debug(inventory: Path, message: str, state: Path) -> subprocess.CompletedProcess:
+    """`ansible localhost -m debug -a msg=<message>` with `inventory`, contracts under `state`."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", str(inventory),
+         "-m", "ansible.builtin.debug", "-a", f"msg={message}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": str(Path(sys.executable).parent), "HOME": str(state), "LAKEHOUSE_STATE_DIR": str(state)},
+    )  # fmt: skip
+
+
 def test_the_lookup_refuses_a_published_file_of_another_shape(tmp_path):
     host = "minio-1.lakehouse.test"
     path = tmp_path / "contracts" / host / "object_storage.json"
@@ -162,26 +174,7 @@ def test_the_lookup_refuses_a_published_file_of_another_shape(tmp_path):
     path.write_text(json.dumps(changed("credentials.admin.secret_ref", "s3cr3t-literal")))
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(json.dumps({"all": {"children": {"object_storage": {"hosts": {host: {}}}}}}))
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible"),
-            "localhost",
-            "-c",
-            "local",
-            "-i",
-            str(inventory),
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            "msg={{ lookup('lakehouse_contract', 'object_storage').url }}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "LAKEHOUSE_STATE_DIR": str(tmp_path)},
-    )
+    result = debug(inventory, "{{ lookup('lakehouse_contract', 'object_storage').url }}", tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert (
@@ -189,3 +182,22 @@ def test_the_lookup_refuses_a_published_file_of_another_shape(tmp_path):
         in " ".join(output.split())
     ), output
     assert "s3cr3t" not in output
+
+
+def test_the_lookup_lists_every_host_that_published_a_layer(tmp_path):
+    """`every=true` (what the prometheus role scrapes): one {host, contract} per publishing host of
+    the inventory, from the files hosts wrote; a host that published nothing is left out."""
+    hosts = ["minio-1.lakehouse.test", "minio-2.lakehouse.test", "quiet-1.lakehouse.test"]
+    for index, host in enumerate(hosts[:2]):
+        path = tmp_path / "contracts" / host / "object_storage.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(changed("region", f"region-{index}")))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {host: {} for host in hosts}}}))
+    expression = "lookup('lakehouse_contract', 'object_storage', 'query', every=true)"
+    result = debug(
+        inventory, "{{ " + expression + " | map('map', attribute='host') | map('list') | to_json }}", tmp_path
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert json.dumps([hosts[:2], []]) in output, output

@@ -3,27 +3,38 @@ by the real `promtool check config` (the artifact built from the pinned Promethe
 
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
+import hmac
 import importlib.util
 import json
 import subprocess
+import time
 from pathlib import Path
 
+import bcrypt
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from conftest import ModuleExit
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("lakehouse_monitoring", REPO / "plugins/filter/lakehouse_monitoring.py")
 monitoring = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(monitoring)
 
-SECRETS = "/etc/lakehouse-prometheus/secrets"
+SECRETS = "/etc/lakehouse-prometheus/secrets"  # the credentials directory in these tests
 CA = "/etc/lakehouse-prometheus/ca.crt"
 ADMIN = {"user": "admin", "secret_ref": "lakehouse_secret:trino/users/admin", "kind": "password"}
 MINIO = {
     "user": "lakehouse-metrics",
     "secret_ref": "lakehouse_secret:minio/users/lakehouse-metrics",
-    "kind": "access_key",
+    "kind": "s3_secret_key",
 }
 
 
@@ -79,12 +90,23 @@ def test_each_metrics_endpoint_is_a_job_by_the_published_name_with_its_labels():
 
 def test_the_query_job_scrapes_every_worker_at_the_coordinators_port_and_path():
     (job,) = monitoring.scrape_config(query(), "cluster-1", CA, SECRETS)["scrape_configs"]
-    assert job["static_configs"][0]["targets"] == [
-        "trino.lakehouse.svc.cluster.local:8443",
+    coordinator, workers = job["static_configs"]
+    assert coordinator["targets"] == ["trino.lakehouse.svc.cluster.local:8443"]
+    assert coordinator["labels"]["component"] == "coordinator"
+    assert workers["targets"] == [
         "trino-worker-0.trino-worker-pods.lakehouse.svc.cluster.local:8443",
         "trino-worker-1.trino-worker-pods.lakehouse.svc.cluster.local:8443",
     ]
+    assert workers["labels"]["component"] == "worker"
     assert job["metrics_path"] == "/metrics"
+
+
+def published() -> list[dict]:
+    return [
+        {"host": "cluster-1", "contract": query()},
+        {"host": "store-1", "contract": object_storage()},
+        {"host": "catalog-1", "contract": catalog()},
+    ]
 
 
 def test_credentials_are_referenced_as_files_never_inlined():
@@ -92,10 +114,51 @@ def test_credentials_are_referenced_as_files_never_inlined():
     assert trino["basic_auth"] == {"username": "admin", "password_file": f"{SECRETS}/trino_users_admin"}
     (minio,) = monitoring.scrape_config(object_storage(), "store-1", CA, SECRETS)["scrape_configs"]
     assert minio["authorization"] == {"type": "Bearer", "credentials_file": f"{SECRETS}/minio_users_lakehouse-metrics"}
-    assert monitoring.scrape_credentials(object_storage(), SECRETS) == [
-        {"path": f"{SECRETS}/minio_users_lakehouse-metrics", "secret_ref": MINIO["secret_ref"], "auth": "bearer"}
+    assert monitoring.scrape_credentials(published(), SECRETS) == [
+        {"path": f"{SECRETS}/minio_users_lakehouse-metrics", "auth": "bearer", "credentials": MINIO},
+        {"path": f"{SECRETS}/trino_users_admin", "auth": "basic", "credentials": ADMIN},
     ]
-    assert monitoring.scrape_credentials(catalog(), SECRETS) == []
+
+
+def test_scrape_files_are_one_per_contract_with_metrics():
+    worker = {"host": "w-1", "contract": {"service": "query_worker"}}
+    files = monitoring.scrape_files([*published(), worker], CA, SECRETS)
+    assert [f["path"] for f in files] == ["scrape/catalog-catalog-1.yml", "scrape/object_storage-store-1.yml",
+                                          "scrape/query-cluster-1.yml"]  # fmt: skip
+    assert not any(f["secret"] for f in files)
+    assert yaml.safe_load(files[2]["content"]) == monitoring.scrape_config(query(), "cluster-1", CA, SECRETS)
+
+
+def test_a_credential_file_holds_the_password_or_for_minio_a_token_its_key_signs():
+    entries = monitoring.scrape_credentials(published(), SECRETS)
+    secrets = ["minio-key", "trino-pw"]
+    token_file, password_file = monitoring.credential_files(entries, secrets, "/etc/lakehouse-prometheus")
+    assert password_file == {"path": "secrets/trino_users_admin", "content": "trino-pw\n", "secret": True}
+    assert token_file["path"] == "secrets/minio_users_lakehouse-metrics" and token_file["secret"]
+    header, claims, signature = token_file["content"].strip().split(".")
+
+    def decode(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    assert json.loads(decode(header)) == {"alg": "HS512", "typ": "JWT"}
+    assert json.loads(decode(claims)) == {"exp": 4102444800, "iss": "prometheus", "sub": "lakehouse-metrics"}
+    expected = hmac.new(b"minio-key", f"{header}.{claims}".encode(), hashlib.sha512).digest()
+    assert decode(signature) == expected
+    assert monitoring.credential_files(entries, secrets, "/etc/lakehouse-prometheus")[0] == token_file
+
+
+def test_web_config_hashes_each_password_with_bcrypt_the_same_way_every_run():
+    users = {"prometheus": "s3cret-pw"}
+    config = yaml.safe_load(monitoring.web_config("/etc/x/server.crt", "/etc/x/server.key", users))
+    assert config["tls_server_config"] == {"cert_file": "/etc/x/server.crt", "key_file": "/etc/x/server.key",
+                                           "min_version": "TLS12"}  # fmt: skip
+    hashed = config["basic_auth_users"]["prometheus"]
+    assert bcrypt.checkpw(b"s3cret-pw", hashed.encode())
+    assert not bcrypt.checkpw(b"other", hashed.encode())
+    assert monitoring.web_config("/etc/x/server.crt", "/etc/x/server.key", {"prometheus": "s3cret-pw"}) == \
+        monitoring.web_config("/etc/x/server.crt", "/etc/x/server.key", {"prometheus": "s3cret-pw"})  # fmt: skip
+    other = yaml.safe_load(monitoring.web_config("c", "k", {"prometheus": "another-pw"}))
+    assert other["basic_auth_users"]["prometheus"] != hashed
 
 
 @pytest.mark.parametrize(
@@ -125,31 +188,87 @@ def test_promtool_accepts_the_generated_files(artifact, tmp_path):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (tmp_path / "ca.crt").write_text("")
+    for credential in monitoring.scrape_credentials(published(), str(secrets)):
+        Path(credential["path"]).write_text("not-a-real-secret\n")
     files = []
-    for contract, host in ((query(), "cluster-1"), (object_storage(), "store-1"), (catalog(), "catalog-1")):
-        for credential in monitoring.scrape_credentials(contract, str(secrets)):
-            Path(credential["path"]).write_text("not-a-real-secret\n")
-        scrape = tmp_path / f"{contract['service']}.yml"
-        scrape.write_text(
-            yaml.safe_dump(monitoring.scrape_config(contract, host, str(tmp_path / "ca.crt"), str(secrets)))
-        )
-        files.append(str(scrape))
+    for scrape in monitoring.scrape_files(published(), str(tmp_path / "ca.crt"), str(secrets)):
+        path = tmp_path / scrape["path"]
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(scrape["content"])
+        files.append(str(path))
     main = tmp_path / "prometheus.yml"
-    main.write_text(yaml.safe_dump({"global": {"scrape_interval": "30s"}, "scrape_config_files": files}))
-    done = subprocess.run(
-        [str(artifact("promtool")), "check", "config", str(main)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    main.write_text(yaml.safe_dump({"scrape_config_files": [f"{tmp_path}/scrape/*.yml"]}))
+    done = promtool(artifact, "check", "config", str(main))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
     assert "not-a-real-secret" not in json.dumps([Path(f).read_text() for f in files])
     # The check is real: a credential file that is missing fails it.
     next(secrets.iterdir()).unlink()
-    missing = subprocess.run(
-        [str(artifact("promtool")), "check", "config", str(main)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    missing = promtool(artifact, "check", "config", str(main))
     assert missing.returncode != 0, missing.stdout + missing.stderr
+
+
+def promtool(artifact, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(artifact("promtool")), *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+RULES = REPO / "roles/prometheus/files/lakehouse.rules.yml"
+
+
+def test_the_shipped_alert_rules_pass_promtool_check_and_their_unit_tests(artifact):
+    checked = promtool(artifact, "check", "rules", str(RULES))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = promtool(artifact, "test", "rules", str(REPO / "tests/unit/prometheus_rules_test.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout + tested.stderr
+
+
+def test_every_shipped_alert_has_a_unit_test():
+    alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
+    tests = yaml.safe_load((REPO / "tests/unit/prometheus_rules_test.yml").read_text())["tests"]
+    tested = {case["alertname"] for test in tests for case in test.get("alert_rule_test", [])}
+    assert alerts - tested == set()
+
+
+def certificate(days: int) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minio")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_certificate_expiry_is_recorded_from_each_issued_certificate(artifact, tmp_path):
+    rules = yaml.safe_load(monitoring.certificate_rules({"minio-1": certificate(10), "trino-1": certificate(400)}))
+    (group,) = rules["groups"]
+    assert [r["labels"]["certificate"] for r in group["rules"]] == ["minio-1", "trino-1"]
+    expires = int(group["rules"][0]["expr"].removeprefix("vector(").removesuffix(")"))
+    assert abs(expires - (time.time() + 10 * 86400)) < 120
+    path = tmp_path / "certificates.yml"
+    path.write_text(monitoring.certificate_rules({"minio-1": certificate(10)}))
+    checked = promtool(artifact, "check", "rules", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_promtool_module_checks_the_whole_configuration_before_anything_changes(artifact, run_module):
+    config_dir = "/etc/lakehouse-prometheus"
+    files = [
+        {"path": "prometheus.yml", "content": yaml.safe_dump({"rule_files": [f"{config_dir}/rules/*.yml"],
+                                                             "scrape_config_files": [f"{config_dir}/scrape/*.yml"]}),
+         "secret": False},
+        {"path": "rules/lakehouse.yml", "content": RULES.read_text(), "secret": False},
+    ]  # fmt: skip
+    args = {"promtool": str(artifact("promtool")), "config_dir": config_dir, "files": files}
+    result = run_module("lakehouse_promtool", args, check_mode=True)
+    assert result["changed"] is False
+    assert ["promtool", "check", "config", f"{config_dir}/prometheus.yml"] in result["checked"]
+    broken = [*files, {"path": "rules/broken.yml", "content": "groups: [{name: x, rules: [{alert: A, expr: 'up =='}]}]",
+                       "secret": False}]  # fmt: skip
+    with pytest.raises(ModuleExit) as refused:
+        run_module("lakehouse_promtool", {**args, "files": broken})
+    assert "promtool check config failed" in refused.value.result["msg"]
+    assert f"{config_dir}/rules/broken.yml" in refused.value.result["msg"]

@@ -27,6 +27,7 @@ def test_defaults_are_applied_once_and_programs_resolved_by_artifact():
     assert component["health"]["liveness"]["path"] == "/minio/health/ready"
     assert component["health"]["wait_seconds"] == 120
     assert component["stop"] == {"command": [], "timeout": 120}
+    assert component["reload"] == {"signal": None}
     assert component["volumes"] == [{"name": "data", "path": "/var/lib/minio/data", "size": "1Gi", "storage_class": ""}]
     assert service["memory_deny_write_execute"] is True and service["success_exit_status"] == []
     assert service["image"] == "minio"
@@ -79,7 +80,9 @@ def test_metal_hosts_run_one_trino_process_and_a_cluster_runs_both():
         (lambda d: d["components"][0]["ports"][0].update(port="70000"), "port s3: `70000` is not a port number"),
         (lambda d: d["components"][0]["ports"][1].update(port=9000), "names and numbers must be unique"),
         (lambda d: d["components"][0]["health"]["readiness"].update(port="web"), "probe port web is not one"),
-        (lambda d: d["components"][0]["health"].update(readiness={"port": "s3"}), "needs a `path`"),
+        (lambda d: d["components"][0]["health"].update(readiness={"port": "s3", "path": "x"}), "starts with /"),
+        (lambda d: d["components"][0]["health"].update(readiness={"port": "s3", "match": "ok"}), "no body to"),
+        (lambda d: d["components"][0].update(reload={"signal": "KILL"}), "reload signal KILL is not one of"),
         (lambda d: d["files"][0].update(path="../etc/passwd"), "must be relative to the config directory"),
         (lambda d: d.update(components=[]), "at least one component"),
         (lambda d: d.update(jobs=[{"name": "init", "program": {"artifact": "minio"}}]), "needs `creates`"),
@@ -148,3 +151,20 @@ def test_first_start_jobs_become_guarded_init_containers():
     assert init["name"] == "format"
     assert init["command"] == ["/bin/sh", "-c", 'test -e "$0" || exec "$@"', "/var/lib/minio/.done",
                                "/usr/local/bin/minio", "format"]  # fmt: skip
+
+
+def test_a_port_without_a_path_is_a_tcp_probe_on_either_delivery():
+    descriptor = minio()
+    descriptor["components"][0]["health"] = {"readiness": {"port": "s3"}}
+    service = model.normalize(descriptor)
+    (component,) = service["components"]
+    assert component["health"]["readiness"]["scheme"] == "tcp"
+    endpoint = {"delivery": "systemd"}
+    (wait,) = model.readiness_waits(service, service["components"], endpoint)
+    assert (wait["url"], wait["host"], wait["port"]) == (
+        f"tcp://{service['server_name']}:9000",
+        service["server_name"],
+        9000,
+    )
+    (chart,) = model.helm_values(service, service["components"], IMAGE, "cluster.local", UID)["components"]
+    assert chart["health"]["readiness"]["scheme"] == "tcp"

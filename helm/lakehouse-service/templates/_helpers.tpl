@@ -54,12 +54,15 @@ path with "/" as "__") mapped back to its path under the config directory.
 {{- end }}
 
 {{/*
-A probe from the descriptor: an HTTP GET on a named port, or a command.
+A probe from the descriptor: an HTTP GET on a named port, a TCP connection to it, or a command.
 */}}
 {{- define "lakehouse.probe" -}}
 {{- if .command }}
 exec:
   command: {{ toJson .command }}
+{{- else if eq .scheme "tcp" }}
+tcpSocket:
+  port: {{ .port }}
 {{- else }}
 httpGet:
   path: {{ .path }}

@@ -14,6 +14,9 @@ import socket
 import ssl
 import struct
 import sys
+import urllib.error
+import urllib.request
+from base64 import b64encode
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,7 @@ SECRETS = EPHEMERAL / "secrets"
 HOST = "pg-1.molecule.lakehouse.test"
 HOST_CA = "/usr/local/share/ca-certificates/lakehouse-molecule-ca.crt"
 UNIT = "lakehouse-postgresql.service"
+EXPORTER_UNIT = "lakehouse-postgresql-exporter.service"
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +175,36 @@ def test_rendered_config_names_hosts_not_addresses(host):
     files = "/etc/lakehouse-postgresql/postgresql.conf /etc/systemd/system/lakehouse-postgresql.service"
     rendered = host.run(rf"grep -rhoE '([0-9]{{1,3}}\.){{3}}[0-9]{{1,3}}' {files}")
     assert rendered.stdout.strip() == "", f"IP literal in rendered config: {rendered.stdout}"
+
+
+def scrape(contract, headers: dict) -> tuple[int, str]:
+    (metric,) = contract["metrics"]
+    tls = ssl.create_default_context(cafile=contract["tls"]["ca_ref"])
+    request = urllib.request.Request(metric["url"], headers=headers)  # noqa: S310 (the contract's https URL)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=tls) as reply:  # noqa: S310
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, ""
+
+
+def test_the_exporter_serves_the_servers_metrics_to_the_scraper_only(host, contract):
+    assert host.service("lakehouse-postgresql-exporter").is_running
+    assert not host.service("prometheus-postgres-exporter").is_running  # the package's own unit
+    (metric,) = contract["metrics"]
+    assert (metric["component"], metric["auth"]) == ("exporter", "basic")
+    assert scrape(contract, {})[0] == 401
+    wrong = b64encode(b"prometheus:not-the-password").decode()
+    assert scrape(contract, {"Authorization": f"Basic {wrong}"})[0] == 401
+    credentials = metric["credentials"]
+    token = b64encode(f"{credentials['user']}:{secret(credentials['secret_ref'])}".encode()).decode()
+    status, body = scrape(contract, {"Authorization": f"Basic {token}"})
+    assert status == 200
+    assert "\npg_up 1\n" in body, "the exporter could not log in to the server"
+
+
+def test_the_exporter_unit_is_hardened(host):
+    score = host.check_output(f"systemd-analyze security {EXPORTER_UNIT} --no-pager | tail -n 1")
+    exposure = float(score.split(f"level for {EXPORTER_UNIT}:")[1].split()[0])
+    print(f"systemd-analyze security {EXPORTER_UNIT}: {score}")
+    assert exposure <= 2.5, score

@@ -1,8 +1,10 @@
 """The query path across four hosts that know each other only by name, checked as its users would.
 
-store-1 runs the object storage and the catalog database, catalog-1 the Iceberg REST catalog,
-coordinator-1 and worker-1 the Trino cluster. Controller-side checks use only the published
-contracts and the secret store; the `lakehouse verify` checks run as the command runs them.
+store-1 runs the object storage and the catalog database (with its metrics exporter), catalog-1
+the Iceberg REST catalog, coordinator-1 and worker-1 the Trino cluster, and coordinator-1 also
+Prometheus, which scrapes every one of them; every host runs the node exporter. Controller-side
+checks use only the published contracts and the secret store; the `lakehouse verify` checks run
+as the command runs them.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ SECRETS = EPHEMERAL / "secrets"
 STATE = EPHEMERAL / "state"
 DOMAIN = "molecule.lakehouse.test"
 STORE, CATALOG, COORDINATOR, WORKER = (f"{name}-1.{DOMAIN}" for name in ("store", "catalog", "coordinator", "worker"))
-UNITS = ("lakehouse-minio", "lakehouse-postgresql", "lakehouse-nessie", "lakehouse-trino", "lakehouse-trino-worker")
+UNITS = (
+    "lakehouse-minio", "lakehouse-postgresql", "lakehouse-postgresql-exporter", "lakehouse-nessie", "lakehouse-trino",
+    "lakehouse-trino-worker", "lakehouse-prometheus", "lakehouse-node-exporter",
+)  # fmt: skip
 RUNS = {
-    STORE: {"lakehouse-minio", "lakehouse-postgresql"},
-    CATALOG: {"lakehouse-nessie"},
-    COORDINATOR: {"lakehouse-trino"},
-    WORKER: {"lakehouse-trino-worker"},
+    STORE: {"lakehouse-minio", "lakehouse-postgresql", "lakehouse-postgresql-exporter", "lakehouse-node-exporter"},
+    CATALOG: {"lakehouse-nessie", "lakehouse-node-exporter"},
+    COORDINATOR: {"lakehouse-trino", "lakehouse-prometheus", "lakehouse-node-exporter"},
+    WORKER: {"lakehouse-trino-worker", "lakehouse-node-exporter"},
 }
 # Checks that must be among those `lakehouse verify` runs here, one per layer boundary at least.
 EXPECTED_CHECKS = {
@@ -40,6 +45,8 @@ EXPECTED_CHECKS = {
     "query workers registered",
     "query Iceberg round trip",
     "query_worker readiness",
+    "query metrics refuse an anonymous scrape",  # the coordinator's and the worker's
+    "observability every published metrics endpoint scraped and up",
 }
 IPV4 = r"([0-9]{1,3}\.){3}[0-9]{1,3}"
 
@@ -62,7 +69,9 @@ def test_every_layer_published_its_contract_on_its_own_host():
         (STORE, "catalog_db"),
         (CATALOG, "catalog"),
         (COORDINATOR, "query"),
+        (COORDINATOR, "observability"),
         (WORKER, "query_worker"),
+        *((name, "host") for name in (STORE, CATALOG, COORDINATOR, WORKER)),
     }
 
 
@@ -96,6 +105,10 @@ def test_lakehouse_verify_passes_across_the_hosts():
     missing = EXPECTED_CHECKS - {r.check for r in results}
     assert not missing, f"checks not run: {missing}\n{report}"
     assert all(r.ok for r in results), report
+    scraped = {r.endpoint for r in results if r.check.startswith("observability every")}
+    # Every service and host across the four hosts, the worker on its own host among them.
+    assert f"https://{WORKER}:8443/metrics" in scraped and f"https://{STORE}:9187/metrics" in scraped, report
+    assert len(scraped) == 10, report  # MinIO, PostgreSQL, Nessie, 2 Trino nodes, Prometheus, 4 hosts
     round_trip = [r.endpoint for r in results if r.check == "query Iceberg round trip"]
     # pyiceberg -> Trino on the coordinator, then Trino -> pyiceberg through the catalog host.
     assert [urlsplit(url).hostname for url in round_trip] == [COORDINATOR, CATALOG], report
