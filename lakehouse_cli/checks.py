@@ -167,14 +167,16 @@ def _http_refused(url: str, reply: probe.Reply, codes: tuple[int, ...]) -> Outco
     return Outcome(url, False, f"expected {'/'.join(map(str, codes))}, got {answer}")
 
 
-def has_metrics(contract: Contract) -> bool:
-    return bool(contract.data.get("metrics"))
+def has_authenticated_metrics(contract: Contract) -> bool:
+    return any(metric.get("auth") != "none" for metric in contract.data.get("metrics") or [])
 
 
-@check(None, "metrics refuse an anonymous scrape", when=has_metrics)
+@check(None, "metrics refuse an anonymous scrape", when=has_authenticated_metrics)
 def metrics_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
-    for url in monitoring.expected([contract]):
-        yield _http_refused(url, probe.request(url, contract.ca), (401, 403))
+    """Every metrics endpoint whose contract asks for credentials refuses a request without them."""
+    for url, (_, target) in monitoring.expected([contract]).items():
+        if contract.data["metrics"][target["metric"]]["auth"] != "none":
+            yield _http_refused(url, probe.request(url, contract.ca), (401, 403))
 
 
 # --- object storage (S3) ---------------------------------------------------------------------
@@ -512,8 +514,9 @@ def prometheus_targets_up(contract: Contract, ctx: VerifyContext) -> Iterator[Ou
     deadline = time.monotonic() + FIRST_SCRAPE_SECONDS
     while True:
         active = monitoring.active_targets(contract, user, password)
-        if time.monotonic() > deadline or all(active.get(url, {}).get("health") in ("up", "down") for url in wanted):
+        states = {url: monitoring.describe(published, target, active) for url, (published, target) in wanted.items()}
+        if time.monotonic() > deadline or not any(state == "pending" for state, _ in states.values()):
             break
         time.sleep(2)
-    for url, (published, target) in sorted(wanted.items()):
-        yield Outcome(url, *monitoring.describe(published, target, active))
+    for url, (state, text) in sorted(states.items()):
+        yield Outcome(url, state == "up", text)

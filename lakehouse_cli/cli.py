@@ -156,9 +156,9 @@ def status_table(session: Session) -> None:
     with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
         health = list(pool.map(probe.health, found))
     scraped, unscraped = scrape_health(found)
-    extra = [lambda c: scraped.get(c.path, "")] if scraped else []
     rows = [
-        (c.service, c.host, session.inventory.delivery(c.host), c.url, text, *(column(c) for column in extra))
+        (c.service, c.host, session.inventory.delivery(c.host), c.url, text)
+        + ((scraped.get(c.path, ""),) if scraped else ())
         for c, (_, text) in zip(found, health, strict=True)
     ]
     columns = ("service", "host", "delivery", "endpoint", "health", *(["metrics (Prometheus)"] if scraped else []))
@@ -187,10 +187,14 @@ def scrape_health(found: list[contracts.Contract]) -> tuple[dict, list[str]]:
     states = {url: monitoring.describe(contract, target, active) for url, (contract, target) in wanted.items()}
     column = {}
     for contract in found:
-        mine = [states[url] for url, (c, _) in wanted.items() if c.path == contract.path]
+        mine = [states[url][0] for url, (c, _) in wanted.items() if c.path == contract.path]
         if mine:
-            column[contract.path] = f"{sum(ok for ok, _ in mine)}/{len(mine)} up"
-    return column, [text for ok, text in states.values() if not ok]
+            pending = mine.count("pending")
+            column[contract.path] = f"{mine.count('up')}/{len(mine)} up" + (
+                f", {pending} not scraped yet" if pending else ""
+            )
+    # A target Prometheus was just given and has not scraped yet is no failure (verify waits for it).
+    return column, [text for state, text in states.values() if state in ("down", "missing")]
 
 
 def cmd_up(session: Session) -> int:

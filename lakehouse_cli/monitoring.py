@@ -37,12 +37,15 @@ def active_targets(prometheus: Contract, user: str, password: str) -> dict[str, 
     return {target["scrapeUrl"]: target for target in answer["data"]["activeTargets"]}
 
 
-def describe(contract: Contract, target: dict, active: dict[str, dict]) -> tuple[bool, str]:
-    """(up, what Prometheus says of one expected target)."""
+def describe(contract: Contract, target: dict, active: dict[str, dict]) -> tuple[str, str]:
+    """(state, what Prometheus says) of one expected target. The state is up, down, pending (a
+    target Prometheus was just given and has not scraped yet) or missing."""
     where = f"{contract.service} {target['component']} of {contract.host}"
     found = active.get(target["url"])
     if found is None:
-        return False, f"{where}: not a target of Prometheus"
-    if found["health"] != "up":
-        return False, f"{where}: {found['health']} ({found.get('lastError') or 'not scraped yet'})"
-    return True, f"{where}: up, scraped in {found['lastScrapeDuration'] * 1000:.0f} ms"
+        return "missing", f"{where}: not a target of Prometheus"
+    if found["health"] == "up":
+        return "up", f"{where}: up, scraped in {found['lastScrapeDuration'] * 1000:.0f} ms"
+    if found["health"] == "down":
+        return "down", f"{where}: down ({found.get('lastError') or 'no error given'})"
+    return "pending", f"{where}: not scraped yet"

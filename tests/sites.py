@@ -58,6 +58,19 @@ def recap(output: str, host: str) -> dict[str, int]:
     return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
 
+def scraped(verified: str) -> dict[str, str]:
+    """The metrics endpoints `lakehouse verify` found scraped and up: {URL: what Prometheus said}."""
+    rows = re.findall(
+        r"^observability every published metrics endpoint scraped and up\s+(\S+)\s+pass \((.*)\)", verified, re.M
+    )
+    return dict(rows)
+
+
+def refused_anonymously(verified: str) -> list[str]:
+    """The metrics endpoints that refused an anonymous scrape in `lakehouse verify`."""
+    return re.findall(r"^\S+ metrics refuse an anonymous scrape\s+(\S+)\s+pass\b", verified, re.M)
+
+
 def round_trip(verified: str) -> list[str]:
     """The Iceberg round trips `lakehouse verify` reported, in its order."""
     return re.findall(r"^query Iceberg round trip\s+\S+\s+pass \((.*)\)\s*$", verified, re.M)

@@ -14,7 +14,7 @@ import re
 import shutil
 
 import pytest
-from sites import REPO, ROUND_TRIP, Site, round_trip
+from sites import REPO, ROUND_TRIP, Site, refused_anonymously, round_trip, scraped
 
 HOST = "e2e-1.sandbox.lakehouse.test"
 NETWORK = "lakehouse-e2e"
@@ -78,6 +78,19 @@ def test_verify_rest_catalog_pyiceberg_and_trino_both_ways(site):
     verified = site.verify()
     assert round_trip(verified) == ROUND_TRIP
     assert [check for check in REFUSALS if not passed(verified, check)] == [], verified
+
+
+# Every metrics endpoint of the host: MinIO, PostgreSQL's exporter, Nessie, Trino, the host, Prometheus.
+METRICS = {9000: "/minio/v2/metrics/cluster", 9187: "/metrics", 19121: "/q/metrics", 8443: "/metrics",
+           9100: "/metrics", 9090: "/metrics"}  # fmt: skip
+
+
+def test_prometheus_scrapes_every_metrics_endpoint_and_those_with_credentials_refuse_anonymous_scrapes(site):
+    verified = site.verify()
+    expected = {f"https://{HOST}:{port}{path}" for port, path in METRICS.items()}
+    assert set(scraped(verified)) == expected, verified
+    # Nessie's management interface has no authentication (its contract says auth: none).
+    assert set(refused_anonymously(verified)) == expected - {f"https://{HOST}:19121/q/metrics"}, verified
 
 
 def test_second_up_changes_nothing(site):

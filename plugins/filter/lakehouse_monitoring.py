@@ -47,6 +47,11 @@ MINIO_TOKEN_ISSUER = "prometheus"  # noqa: S105 (a claim, not a password)
 MINIO_TOKEN_EXPIRES = 4102444800
 
 
+def _yaml(data, **options) -> str:
+    """YAML text of `data`, which may hold Ansible's own string and mapping types."""
+    return yaml.safe_dump(lakehouse_contract.plain(data), **options)
+
+
 def credential_file(secret_ref: str, directory: str) -> str:
     """Where the monitoring role keeps the secret a reference names: one file per reference."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", secret_ref.split(":", 1)[-1]).strip("_.")
@@ -119,7 +124,7 @@ def scrape_files(published: list[dict], ca_file: str, secrets_dir: str, interval
         config = scrape_config(entry["contract"], entry["host"], ca_file, secrets_dir, interval)
         if config["scrape_configs"]:
             path = f"scrape/{entry['contract']['service']}-{entry['host']}.yml"
-            files.append({"path": path, "content": yaml.safe_dump(config, sort_keys=True), "secret": False})
+            files.append({"path": path, "content": _yaml(config, sort_keys=True), "secret": False})
     return sorted(files, key=lambda f: f["path"])
 
 
@@ -170,7 +175,7 @@ def certificate_rules(certificates: dict) -> str:
                 "labels": {"certificate": name},
             }
         )
-    return yaml.safe_dump({"groups": [{"name": "lakehouse-certificates", "rules": rules}]}, sort_keys=True)
+    return _yaml({"groups": [{"name": "lakehouse-certificates", "rules": rules}]}, sort_keys=True)
 
 
 def rule_files(paths: list[str], contents: list[str]) -> list[dict]:
@@ -197,7 +202,7 @@ def web_config(cert_file: str, key_file: str, users: dict) -> str:
         "tls_server_config": {"cert_file": cert_file, "key_file": key_file, "min_version": "TLS12"},
         "basic_auth_users": {name: web_password_hash(password, name) for name, password in sorted(users.items())},
     }
-    return yaml.safe_dump(config, sort_keys=True)
+    return _yaml(config, sort_keys=True)
 
 
 class FilterModule:
