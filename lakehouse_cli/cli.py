@@ -165,15 +165,13 @@ def status_table(session: Session) -> None:
     session.print(render(columns, rows))
     bad = [f"{c.service} on {c.host} ({text})" for c, (ok, text) in zip(found, health, strict=True) if not ok]
     if bad or unscraped:
-        raise LakehouseError(
-            f"{len(bad)} of {len(found)} services not healthy, {len(unscraped)} metrics endpoints not scraped:"
-            f" {'; '.join(bad + unscraped)}"
-        )
+        down = f", {len(unscraped)} metrics endpoints down" if unscraped else ""
+        raise LakehouseError(f"{len(bad)} of {len(found)} services not healthy{down}: {'; '.join(bad + unscraped)}")
 
 
 def scrape_health(found: list[contracts.Contract]) -> tuple[dict, list[str]]:
     """What Prometheus says of each contract's metrics endpoints ({contract path: "n/m up"}), and
-    the endpoints it does not scrape; nothing when the inventory has no Prometheus."""
+    the endpoints it found down; nothing when the inventory has no Prometheus."""
     prometheus = next((c for c in found if c.service == "observability"), None)
     if prometheus is None:
         return {}, []
@@ -193,8 +191,9 @@ def scrape_health(found: list[contracts.Contract]) -> tuple[dict, list[str]]:
             column[contract.path] = f"{mine.count('up')}/{len(mine)} up" + (
                 f", {pending} not scraped yet" if pending else ""
             )
-    # A target Prometheus was just given and has not scraped yet is no failure (verify waits for it).
-    return column, [text for state, text in states.values() if state in ("down", "missing")]
+    # Right after a start or reload Prometheus may not list, or not yet have scraped, a target:
+    # no failure here (verify waits for every one); a target it found down is.
+    return column, [text for state, text in states.values() if state == "down"]
 
 
 def cmd_up(session: Session) -> int:

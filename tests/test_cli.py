@@ -415,14 +415,15 @@ def test_status_without_contracts_says_what_to_do(tmp_path, dirs):
 
 
 def test_checks_are_registered_per_service():
-    assert [c.name for c in COMMON_CHECKS] == ["readiness"]
+    assert [c.name for c in COMMON_CHECKS] == ["readiness", "metrics refuse an anonymous scrape"]
     assert [c.name for c in CHECKS["object_storage"]] == [
         "anonymous access refused",
         "default credentials refused",
         "put/get/delete round trip",
     ]
-    assert [c.name for c in checks_for("query_worker")] == ["readiness"]  # readiness only
-    assert [c.name for c in checks_for("unknown_service")] == ["readiness"]
+    # readiness, and the anonymous scrape for a contract whose metrics ask for credentials
+    assert [c.name for c in checks_for("query_worker")] == [c.name for c in COMMON_CHECKS]
+    assert [c.name for c in checks_for("unknown_service")] == [c.name for c in COMMON_CHECKS]
 
 
 # --- verify and status against a real MinIO -----------------------------------------------------
@@ -477,6 +478,7 @@ def test_verify_passes_against_a_real_minio(published, minio_tls, warehouse):
     rows = {line.split("  ")[0]: line for line in lines[2:-1]}
     assert set(rows) == {
         "object_storage readiness",
+        "object_storage metrics refuse an anonymous scrape",
         "object_storage anonymous access refused",
         "object_storage default credentials refused",
         "object_storage put/get/delete round trip",
@@ -484,7 +486,7 @@ def test_verify_passes_against_a_real_minio(published, minio_tls, warehouse):
     assert all(" pass" in row for row in rows.values()), out
     assert "403 AccessDenied" in rows["object_storage anonymous access refused"]
     assert "403 InvalidAccessKeyId" in rows["object_storage default credentials refused"]
-    assert lines[-1] == "all 4 checks passed"
+    assert lines[-1] == "all 5 checks passed"
     assert minio_tls.root_password not in out and minio_tls.root_user not in out
     # The round trip leaves nothing behind, not even a version or a delete marker.
     assert list(warehouse.list_objects("warehouse", recursive=True, include_version=True)) == []
@@ -496,7 +498,7 @@ def test_verify_fails_with_a_wrong_credential(published, minio_tls, dirs):
     code, out, err = run_main("verify", "-i", str(published))
     assert code != 0
     assert len(err.splitlines()) == 1
-    assert err.startswith("lakehouse: 1 of 4 checks failed, first: object_storage put/get/delete round trip at ")
+    assert err.startswith("lakehouse: 1 of 5 checks failed, first: object_storage put/get/delete round trip at ")
     assert "SignatureDoesNotMatch" in err
     round_trip = next(line for line in out.splitlines() if "round trip" in line)
     assert " FAIL (put refused: 403 SignatureDoesNotMatch)" in round_trip
