@@ -14,7 +14,6 @@ handed out through VerifyContext.secret is also masked in what a check reports.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime
 import io
@@ -392,7 +391,7 @@ def _trino_refused(contract: Contract, user: str, password: str | None = None) -
     """A statement that the coordinator must refuse with 401."""
     headers = {"X-Trino-User": user}
     if password is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers |= probe.basic_auth(user, password)
     url = f"{contract.url.rstrip('/')}/v1/statement"
     return _http_refused(url, probe.request(url, contract.ca, "POST", headers, b"SELECT 1"), (401,))
 

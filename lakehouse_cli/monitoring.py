@@ -7,7 +7,6 @@ as missing, never silently skipped.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 
 from lakehouse_cli import LakehouseError, probe
@@ -24,13 +23,9 @@ def expected(contracts: Iterable[Contract]) -> dict[str, tuple[Contract, dict]]:
     }
 
 
-def basic_auth(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
 def active_targets(prometheus: Contract, user: str, password: str) -> dict[str, dict]:
     """Prometheus's active targets by scrape URL, read once through its API."""
-    headers = basic_auth(user, password)
+    headers = probe.basic_auth(user, password)
     reply, answer = probe.get_json(f"{prometheus.url}/api/v1/targets?state=active", prometheus.ca, headers)
     if answer is None:
         raise LakehouseError(f"Prometheus's targets API answered {reply.status or ''} {reply.detail}".strip())

@@ -3,6 +3,7 @@ an HTTPS request, or a PostgreSQL login over TLS (verify-full)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -71,6 +72,11 @@ def request(
         return Reply(None, SSL_NOISE.sub("", str(err.reason)))
     except (OSError, ValueError) as err:
         return Reply(None, SSL_NOISE.sub("", str(err)) or type(err).__name__)
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The Authorization header of HTTP basic auth."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def get_json(url: str, ca: Path | None, headers: Mapping[str, str] | None = None) -> tuple[Reply, dict | None]:

@@ -40,7 +40,7 @@ class Prometheus:
         admin = contract.credential("admin")
         password = contracts.resolve_secret(admin["secret_ref"], contracts.secrets_dir(contract.site))
         self.contract, self.user, self.password = contract, admin["user"], password
-        self.headers = monitoring.basic_auth(self.user, self.password)
+        self.headers = probe.basic_auth(self.user, self.password)
 
     def api(self, path: str) -> dict:
         reply, answer = probe.get_json(f"{self.contract.url}/api/v1/{path}", self.contract.ca, self.headers)
