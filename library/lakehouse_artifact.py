@@ -10,8 +10,9 @@ short_description: Fetch or build one artifact into the controller cache and ver
 description:
   - Makes one entry of the C(lakehouse_artifacts) table (roles/lakehouse/defaults/main/artifacts.yml) present in the
     controller cache at C({cache_dir}/{name}/{version}/{arch}/{filename}), verified against its pinned sha256.
-  - A cached file is re-hashed on every run. A file that does not match is never used; it is removed and
-    fetched or built again.
+  - A cached file is hashed again whenever its size, modification time or inode changed since it was last
+    verified (the digest is recorded beside it, C(.{filename}.sha256)). A file that does not match is never
+    used; it is removed and fetched or built again.
   - Nothing is fetched or built for an architecture that has no pinned checksum, so nothing reaches a host
     unverified.
   - Downloads and builds land in a temporary file beside the target and are renamed into place only after
@@ -185,7 +186,7 @@ import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lakehouse_files import CHUNK, sha256_file
+from ansible.module_utils.lakehouse_files import CHUNK, remove_recorded, sha256_file, sha256_recorded
 from ansible.module_utils.urls import fetch_url
 
 ARCHES = ("amd64", "arm64")
@@ -383,7 +384,7 @@ class Artifact:
                 self.fail(f"{field} must be a plain name, not {p[field]!r}: it is a directory of the cache layout")
         self.expected = self.pinned_sha256()
 
-        before = sha256_file(self.path) if os.path.isfile(self.path) else None
+        before = sha256_recorded(self.path, record=not module.check_mode) if os.path.isfile(self.path) else None
         result = {"changed": False, "path": self.path, "sha256": self.expected, "source": "cache"}
         if module._diff:
             result["diff"] = {
@@ -407,7 +408,7 @@ class Artifact:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         if before is not None:
             # Failed verification: remove it now so nothing downstream can pick it up if the refill fails.
-            os.unlink(self.path)
+            remove_recorded(self.path)
         if url is None:
             self.build(source["go"])
         else:

@@ -542,6 +542,56 @@ def image_content(
     return content
 
 
+def host_tree(
+    service: dict, components: list[dict], table: dict, root: str, arch: str, units: list, platform_files: list
+) -> dict:
+    """What the systemd engine lays out on a host for a service, as lakehouse_tree entries
+    (library/lakehouse_tree.py): `directories`, public `files`, `secrets`, `links` and the
+    installed `artifacts` to check, each file tagged with what a change of it means (`config`,
+    `unit:<unit>`, `program`). `units` holds each component's rendered unit, in order;
+    `platform_files` are what the host shares between services (the CA, the trust store builder).
+
+    The layout is the one image_content gives an image: each verified artifact at its versioned
+    path, its `dest` a link to it.
+    """
+    user, config_dir = service["user"], service["config_dir"]
+    files = service["files"] + [f for c in components for f in c["files"]]
+    subdirs = sorted({posixpath.dirname(f["path"]) for f in files} - {""})
+    tree = {"directories": [], "files": [], "secrets": [], "links": [], "artifacts": []}
+    # Written before the packages are installed, so that their maintainer scripts read it.
+    tree["preseed"] = {
+        "directories": [{"path": p} for p in sorted({posixpath.dirname(f["path"]) for f in service["package_config"]})],
+        "files": [{"path": f["path"], "content": f["content"], "tag": "package"} for f in service["package_config"]],
+    }
+    for path in [service["home"], *service["directories"]]:
+        tree["directories"].append({"path": path, "owner": user, "group": user, "mode": "0750"})
+    for sub in ["", *subdirs]:
+        tree["directories"].append({"path": posixpath.join(config_dir, sub), "group": user, "mode": "0750"})
+    for artifact in service["artifacts"]:
+        entry = table[artifact["name"]]
+        version_dir = f"{root}/{artifact['name']}/{entry['version']}"
+        leaf = (entry.get("unpack") or {}).get("root") or entry["filename"]
+        tree["directories"].append({"path": version_dir, "mode": "0755"})
+        tree["links"].append({"path": artifact["dest"], "src": f"{version_dir}/{leaf}", "tag": "program"})
+        if not entry.get("unpack"):
+            tree["artifacts"].append({"path": f"{version_dir}/{leaf}", "sha256": entry["sha256"][arch]})
+    for entry in files:
+        path = f"{config_dir}/{entry['path']}"
+        if entry["secret"]:
+            tree["secrets"].append({"path": path, "content": entry["content"], "owner": user, "group": user,
+                                    "mode": "0600", "tag": "config"})  # fmt: skip
+        else:
+            tree["files"].append({"path": path, "content": entry["content"], "group": user, "mode": "0640",
+                                  "tag": "config"})  # fmt: skip
+    if len(units) != len(components):
+        raise AnsibleFilterError(f"service {service['name']}: {len(units)} units rendered, {len(components)} placed")
+    for component, unit in zip(components, units, strict=True):
+        tree["files"].append({"path": f"/etc/systemd/system/{component['unit']}", "content": unit,
+                              "tag": f"unit:{component['unit']}"})  # fmt: skip
+    tree["files"] += platform_files
+    return tree
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -551,4 +601,5 @@ class FilterModule:
             "lakehouse_helm_values": helm_values,
             "lakehouse_image_content": image_content,
             "lakehouse_readiness_waits": readiness_waits,
+            "lakehouse_host_tree": host_tree,
         }

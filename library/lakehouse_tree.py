@@ -1,0 +1,262 @@
+#!/usr/bin/python
+"""Directories, files, links and installed artifacts of one service on a host, in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lakehouse_tree
+short_description: Compare and write a service's directories, files and links on a host in one call
+description:
+  - Makes every directory, file and symbolic link it is given match what it is given (content, owner,
+    group, mode, target), in that order, and checks installed artifacts against their pinned sha256.
+    A converge thereby costs one round trip per service instead of one per file.
+  - A file is written only when its content, owner, group or mode differ, through a temporary file in
+    the same directory that is renamed into place, so a reader never sees half a file.
+  - Every entry carries a C(tag); the result lists the tags of what changed, so the caller decides what
+    restarts (for instance a changed C(unit) restarts, a changed C(config) reloads).
+  - An artifact is hashed once; its sha256 is recorded beside it with its size and modification time and
+    read back while they are unchanged, so a converge with nothing to do does not re-hash hundreds of
+    megabytes. An artifact that is absent or does not match is reported in RV(artifacts_missing).
+  - With C(hide_content), no content appears in the diff (secret files); call it with C(no_log) then.
+author: Lakehouse bootstrap maintainers
+options:
+  directories:
+    description: Directories to create or fix, parents first.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path., type: str, required: true}
+      owner: {description: Owning user., type: str, default: root}
+      group: {description: Owning group., type: str, default: root}
+      mode: {description: Octal mode as a string, e.g. C("0750")., type: str, default: "0755"}
+      tag: {description: What the entry is, for RV(changed_tags)., type: str, default: directory}
+  files:
+    description: Regular files with their whole content.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path; its directory must exist or be in O(directories)., type: str, required: true}
+      content: {description: The file's content (text)., type: str, required: true}
+      owner: {description: Owning user., type: str, default: root}
+      group: {description: Owning group., type: str, default: root}
+      mode: {description: Octal mode as a string., type: str, default: "0644"}
+      tag: {description: What the entry is, for RV(changed_tags)., type: str, default: file}
+  links:
+    description: Symbolic links, replaced when they point elsewhere.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path of the link., type: str, required: true}
+      src: {description: What the link points to., type: str, required: true}
+      tag: {description: What the entry is, for RV(changed_tags)., type: str, default: link}
+  artifacts:
+    description: Installed artifacts to check; never written here, the caller copies the missing ones.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path of the installed file., type: str, required: true}
+      sha256: {description: Pinned sha256 (hex)., type: str, required: true}
+  hide_content:
+    description: Leave every content out of the diff (secret files).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change; writes nothing.
+  diff_mode:
+    support: full
+    description: One diff per changed entry (contents unless O(hide_content)).
+"""
+
+EXAMPLES = r"""
+- name: Write the config files and units of a service
+  lakehouse_tree:
+    directories:
+      - {path: /etc/lakehouse/minio, group: minio-user, mode: "0750"}
+    files:
+      - path: /etc/lakehouse/minio/env
+        content: "MINIO_VOLUMES=/var/lib/minio\n"
+        group: minio-user
+        mode: "0640"
+        tag: config
+      - {path: /etc/systemd/system/lakehouse-minio.service, content: "{{ unit }}", tag: unit}
+    links:
+      - {path: /usr/local/bin/minio, src: /opt/lakehouse/minio/2025-09-07/minio, tag: program}
+"""
+
+RETURN = r"""
+changed_tags:
+  description: The tags of the entries that changed (or would in check mode), sorted.
+  returned: always
+  type: list
+  elements: str
+changed_paths:
+  description: The paths that changed (or would), in the order given.
+  returned: always
+  type: list
+  elements: str
+artifacts_missing:
+  description: The paths of O(artifacts) that are absent or do not match their sha256.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import grp
+import os
+import pwd
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.lakehouse_files import sha256_recorded
+
+
+def ids(module: AnsibleModule, owner: str, group: str) -> tuple[int, int]:
+    """The numeric owner and group; in check mode a user that an earlier task would create is -1."""
+    try:
+        return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError as err:
+        if module.check_mode:
+            return -1, -1
+        module.fail_json(msg=f"no such user or group on {os.uname().nodename}: {err.args[0]}")
+
+
+def attributes_differ(path: str, uid: int, gid: int, mode: int) -> bool:
+    st = os.lstat(path)
+    return (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (uid, gid, mode)
+
+
+class Tree:
+    def __init__(self, module: AnsibleModule):
+        self.module = module
+        self.check = module.check_mode
+        self.hide = module.params["hide_content"]
+        self.changed_tags: set[str] = set()
+        self.changed_paths: list[str] = []
+        self.diff: list[dict] = []
+
+    def changed(self, entry: dict, before: str, after: str):
+        self.changed_tags.add(entry["tag"])
+        self.changed_paths.append(entry["path"])
+        if self.module._diff:
+            self.diff.append(
+                {"before_header": entry["path"], "after_header": entry["path"], "before": before, "after": after}
+            )
+
+    def directory(self, entry: dict):
+        path, mode = entry["path"], int(entry["mode"], 8)
+        uid, gid = ids(self.module, entry["owner"], entry["group"])
+        wanted = f"directory {entry['owner']}:{entry['group']} {entry['mode']}\n"
+        if os.path.isdir(path) and not os.path.islink(path):
+            if not attributes_differ(path, uid, gid, mode):
+                return
+            self.changed(entry, "directory (other owner or mode)\n", wanted)
+        else:
+            self.changed(entry, "absent\n", wanted)
+        if not self.check:
+            os.makedirs(path, exist_ok=True)
+            os.chown(path, uid, gid)
+            os.chmod(path, mode)
+
+    def file(self, entry: dict):
+        path, mode, content = entry["path"], int(entry["mode"], 8), entry["content"].encode()
+        uid, gid = ids(self.module, entry["owner"], entry["group"])
+        before = None
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as f:
+                before = f.read()
+            if before == content and not attributes_differ(path, uid, gid, mode):
+                return
+        shown = "(hidden)\n"
+        if before is None:
+            self.changed(entry, "absent\n", shown if self.hide else content.decode())
+        elif before == content:
+            self.changed(entry, "other owner or mode\n", f"{entry['owner']}:{entry['group']} {entry['mode']}\n")
+        else:
+            old, new = (shown, shown) if self.hide else (before.decode(errors="replace"), content.decode())
+            self.changed(entry, old, new)
+        if self.check:
+            return
+        fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchown(f.fileno(), uid, gid)
+                os.fchmod(f.fileno(), mode)
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            os.unlink(temp)
+            raise
+
+    def link(self, entry: dict):
+        path, src = entry["path"], entry["src"]
+        if os.path.islink(path):
+            current = os.readlink(path)
+            if current == src:
+                return
+            self.changed(entry, f"-> {current}\n", f"-> {src}\n")
+        else:
+            if os.path.exists(path):
+                self.module.fail_json(msg=f"{path} exists and is not a symbolic link; it is left as it is")
+            self.changed(entry, "absent\n", f"-> {src}\n")
+        if not self.check:
+            temp = f"{path}.lakehouse-new"
+            if os.path.lexists(temp):
+                os.unlink(temp)
+            os.symlink(src, temp)
+            os.replace(temp, path)
+
+    def missing_artifacts(self) -> list[str]:
+        record = not self.check
+        return [
+            entry["path"]
+            for entry in self.module.params["artifacts"]
+            if not os.path.isfile(entry["path"]) or sha256_recorded(entry["path"], record=record) != entry["sha256"]
+        ]
+
+
+def main():
+    def entry(**options):
+        return {"type": "list", "elements": "dict", "default": [], "options": options}
+
+    path = {"type": "str", "required": True}
+    attrs = {"owner": {"type": "str", "default": "root"}, "group": {"type": "str", "default": "root"}}
+    module = AnsibleModule(
+        argument_spec={
+            "directories": entry(path=path, mode={"type": "str", "default": "0755"},
+                                 tag={"type": "str", "default": "directory"}, **attrs),
+            "files": entry(path=path, content={"type": "str", "required": True},
+                           mode={"type": "str", "default": "0644"}, tag={"type": "str", "default": "file"}, **attrs),
+            "links": entry(path=path, src={"type": "str", "required": True}, tag={"type": "str", "default": "link"}),
+            "artifacts": entry(path=path, sha256={"type": "str", "required": True}),
+            "hide_content": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )  # fmt: skip
+    tree = Tree(module)
+    for kind in ("directories", "files", "links"):
+        for item in module.params[kind]:
+            if not os.path.isabs(item["path"]):
+                module.fail_json(msg=f"{kind}: {item['path']} is not an absolute path")
+            getattr(tree, {"directories": "directory", "files": "file", "links": "link"}[kind])(item)
+    result = {
+        "changed": bool(tree.changed_paths),
+        "changed_tags": sorted(tree.changed_tags),
+        "changed_paths": tree.changed_paths,
+        "artifacts_missing": tree.missing_artifacts(),
+    }
+    if module._diff:
+        result["diff"] = tree.diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
