@@ -20,7 +20,8 @@ description:
     listed directories and the user's home.
   - The archive and a record of the build are kept at C({cache_dir}/{name}/{tag}.tar) and
     C({cache_dir}/{name}/{tag}.json) (reference, digest, every input with its sha256). When the inputs are
-    unchanged, the cached archive is re-hashed and reused and nothing is rebuilt.
+    unchanged, the cached archive is checked against its recorded sha256 and reused and nothing is rebuilt (a
+    file of the cache is hashed again only when its size, modification time or inode changed).
   - O(state=imported) also imports the image into a containerd (with C(ctr)) unless it already holds the digest
     under the image's name; O(state=pushed) pushes it to a registry over the distribution API v2 unless the
     registry already serves the digest for the tag.
@@ -375,7 +376,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lakehouse_debian import DebianError, add_packages, fetch, load_lock
-from ansible.module_utils.lakehouse_files import sha256_file
+from ansible.module_utils.lakehouse_files import sha256_recorded
 from ansible.module_utils.lakehouse_oci import (
     Blob,
     ImageError,
@@ -400,6 +401,13 @@ NSSWITCH = b"".join(
 
 def cache_root() -> str:
     return os.environ.get("LAKEHOUSE_CACHE") or os.path.expanduser("~/.cache/lakehouse")
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file; one in the lakehouse cache is hashed once while unchanged (its digest is
+    recorded beside it), a file of the checkout (the lock, the trust store builder) every time."""
+    inside = os.path.realpath(path).startswith(os.path.realpath(cache_root()) + os.sep)
+    return sha256_recorded(path, record=inside)
 
 
 def octal(value: str | None, what: str) -> int | None:
@@ -434,7 +442,7 @@ class Image:
         """sha256 of an input file, checked against its pin when one is given."""
         if not os.path.isfile(item["src"]):
             self.fail(f"{what} {item['src']} does not exist; fetch the artifact first (lakehouse_artifact)")
-        actual = sha256_file(item["src"])
+        actual = file_sha256(item["src"])
         pinned = (item.get("sha256") or "").strip().lower()
         if pinned and actual != pinned:
             self.fail(
@@ -469,7 +477,7 @@ class Image:
             debian = {
                 "lock": lock_path,
                 "set": self.lock.get("name"),
-                "sha256": sha256_file(lock_path),
+                "sha256": file_sha256(lock_path),
                 "debs": [f"{d['name']}={d['version']} {d['sha256']}" for d in self.lock["debs"]],
             }
         files = [
@@ -540,7 +548,7 @@ class Image:
             return None
         if record.get("inputs_sha256") != key or not os.path.isfile(self.archive):
             return None
-        return record if sha256_file(self.archive) == record.get("archive_sha256") else None
+        return record if file_sha256(self.archive) == record.get("archive_sha256") else None
 
     # --- build ------------------------------------------------------------------------------
 
@@ -554,7 +562,7 @@ class Image:
             with open(meta_path) as f:
                 meta = json.load(f)
             blob = Blob.from_dict(os.path.join(blob_dir, meta["digest"][7:]), meta)
-            if os.path.isfile(blob.path) and "sha256:" + sha256_file(blob.path) == blob.digest:
+            if os.path.isfile(blob.path) and "sha256:" + file_sha256(blob.path) == blob.digest:
                 return blob
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -636,7 +644,7 @@ class Image:
             "digest": written["digest"],
             "config_digest": written["config_digest"],
             "archive": self.archive,
-            "archive_sha256": sha256_file(self.archive),
+            "archive_sha256": file_sha256(self.archive),
             "size": written["size"],
             "layers": [{"digest": b.digest, "diff_id": b.diff_id, "size": b.size, "comment": b.comment} for b in blobs],
             "inputs_sha256": key,

@@ -30,6 +30,17 @@ def _load(path: Path, name: str):
 ansible.module_utils.__path__.append(str(REPO / "module_utils"))
 
 
+KUBERNETES_TIERS = (REPO / "tests" / "helm", REPO / "tests" / "node")
+
+
+def pytest_runtest_setup(item):
+    """The Kubernetes tiers wait, once, for the control plane build `make test` runs in the background."""
+    if any(tier in Path(item.fspath).parents for tier in KUBERNETES_TIERS):
+        from controlplane import wait_for_build
+
+        wait_for_build()
+
+
 class ModuleExit(Exception):
     """Raised in place of AnsibleModule.exit_json/fail_json; carries the result."""
 

@@ -47,6 +47,32 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be found, started or reached."""
 
 
+CACHE = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache" / "lakehouse"))
+# `make test` builds the Kubernetes tooling in the background while the tiers that need none run
+# (scripts/setup.sh); the build writes its exit status here when it ends, its output beside it.
+BUILD_STATUS = CACHE / "controlplane-build.rc"
+BUILD_LOG = CACHE / "controlplane-build.log"
+BUILD_WAIT_SECONDS = 3600
+
+
+def wait_for_build(timeout: float = BUILD_WAIT_SECONDS, poll: float = 5.0) -> None:
+    """Wait, bounded, for a background build of the control plane to end; fail if it failed.
+
+    Nothing to wait for when no build was started in the background (no log) or it has ended.
+    """
+    if not BUILD_LOG.exists():
+        return
+    deadline = time.monotonic() + timeout
+    while not BUILD_STATUS.exists():
+        if time.monotonic() > deadline:
+            raise ControlPlaneError(f"the control plane build did not end within {timeout:.0f} s; see {BUILD_LOG}")
+        time.sleep(poll)
+    status = BUILD_STATUS.read_text().strip()
+    if status != "0":
+        tail = "\n".join(BUILD_LOG.read_text(errors="replace").splitlines()[-30:])
+        raise ControlPlaneError(f"the control plane build failed (exit {status}); last lines of {BUILD_LOG}:\n{tail}")
+
+
 def build_env() -> dict[str, str]:
     """Pins and output paths as build.sh reports them, so the two never disagree."""
     out = subprocess.run(["bash", str(BUILD_SH), "--print-env"], check=True, capture_output=True, text=True)

@@ -6,8 +6,9 @@ The pods reach the metal host by its name as a site's pods would: the cluster DN
 of the machine's hosts file (where the sandbox publishes its hosts) and the pod network may open
 connections to Docker's networks; PostgreSQL admits the pod network (an address range, the only
 place an address appears). The controller reaches both sides by name. `lakehouse up`, `verify`
-with the REST and the JDBC catalog, `status` across both deliveries, and a second run with no
-change on either host.
+with the REST catalog, `status` across both deliveries, and a second run with no change on either
+host. (The switch to the JDBC catalog is proven on each delivery alone: the all-cluster site of
+test_query_path_on_node.py and the end-to-end test.)
 """
 
 from __future__ import annotations
@@ -80,12 +81,6 @@ def test_second_run_changes_nothing_on_either_host(up, site):
     assert result.returncode == 0, result.stdout[-4000:]
     assert recap(result.stdout, METAL)["changed"] == 0, result.stdout[-6000:]
     assert recap(result.stdout, CLUSTER)["changed"] == 0, result.stdout[-6000:]
-
-
-def test_switching_only_the_catalog_type_to_jdbc_verifies_green(up, site):
-    result = site.lakehouse("up", "-e", "iceberg_catalog_type=jdbc")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    assert round_trip(site.verify()) == ROUND_TRIP
 
 
 def test_status_reads_both_deliveries(up, site):

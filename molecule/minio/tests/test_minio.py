@@ -164,7 +164,8 @@ def test_metrics_need_a_bearer_token(host, contract, tls):
     assert metrics["auth"] == "bearer"
     assert status(metrics["url"], tls) == 403
     # The token is signed with the credential the contract names for the scraper.
-    user = secret(metrics["credentials"]["user_ref"])
+    credentials = metrics["credentials"]
+    user = credentials["user"] if "user" in credentials else secret(credentials["user_ref"])
     password = secret(metrics["credentials"]["secret_ref"])
     # mc on the host is the documented way to mint a scrape token (ephemeral test credentials).
     alias = f"MC_HOST_lakehouse=https://{user}:{password}@{HOST}:{s3_endpoint(contract)['port']}"
