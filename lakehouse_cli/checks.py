@@ -505,8 +505,9 @@ def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outco
 @check("observability", "every published metrics endpoint scraped and up")
 def prometheus_targets_up(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
     """Every metrics endpoint of every contract of the inventory is an active target of Prometheus,
-    and up. A target Prometheus has just been given is scraped within its interval, so the targets
-    are read again, bounded in time, until none is missing or not yet scraped."""
+    and up. Right after a start or a reload a target may not be listed, scraped or up yet (a
+    service that has just restarted), so the targets are read again, bounded in time, until every
+    one is up; what is not by then fails."""
     admin = contract.credential("admin")
     user, password = ctx.user(contract, admin), ctx.secret(contract, admin["secret_ref"])
     wanted = monitoring.expected(ctx.contracts)
@@ -514,7 +515,7 @@ def prometheus_targets_up(contract: Contract, ctx: VerifyContext) -> Iterator[Ou
     while True:
         active = monitoring.active_targets(contract, user, password)
         states = {url: monitoring.describe(published, target, active) for url, (published, target) in wanted.items()}
-        if time.monotonic() > deadline or not any(state == "pending" for state, _ in states.values()):
+        if time.monotonic() > deadline or all(state == "up" for state, _ in states.values()):
             break
         time.sleep(2)
     for url, (state, text) in sorted(states.items()):

@@ -508,3 +508,30 @@ def test_a_plain_text_connection_must_be_refused_by_pg_hba(monkeypatch, answer, 
     [result] = run_one(contract(catalog_db()), "plain-text connection refused")
     assert (result.endpoint, result.ok) == (f"postgresql://postgres@{HOST}:5432?sslmode=disable", ok)
     assert detail in result.detail
+
+
+def test_prometheus_targets_are_read_again_until_every_one_is_up(monkeypatch):
+    """Right after a start a target may be down or missing; verify reads again, bounded, and
+    fails only on what is still not up at the deadline."""
+    from lakehouse_cli import checks, monitoring
+
+    class Observability:
+        def credential(self, role):
+            return {"user": "admin", "secret_ref": "lakehouse_secret:prometheus/admin"}
+
+    wanted = {"https://a:1/metrics": ({"name": "a"}, {}), "https://b:2/metrics": ({"name": "b"}, {})}
+    readings = iter([{"a": "down", "b": "missing"}, {"a": "up", "b": "pending"}, {"a": "up", "b": "up"}])
+    monkeypatch.setattr(monitoring, "expected", lambda contracts: wanted)
+    monkeypatch.setattr(monitoring, "active_targets", lambda *args: next(readings))
+    monkeypatch.setattr(monitoring, "describe", lambda published, target, active: (active[published["name"]], ""))
+    monkeypatch.setattr(checks.time, "sleep", lambda seconds: None)
+    ctx = VerifyContext(env={})
+    monkeypatch.setattr(ctx, "secret", lambda contract, ref: "password")
+    outcomes = list(checks.prometheus_targets_up(Observability(), ctx))
+    assert [o.ok for o in outcomes] == [True, True]
+
+    readings = iter([{"a": "up", "b": "down"}] * 1000)
+    clock = iter(range(0, 10_000, 30))
+    monkeypatch.setattr(checks.time, "monotonic", lambda: next(clock))
+    outcomes = list(checks.prometheus_targets_up(Observability(), ctx))
+    assert [o.ok for o in outcomes] == [True, False]
