@@ -15,8 +15,8 @@ description:
     the same directory that is renamed into place, so a reader never sees half a file.
   - Every entry carries a C(tag); the result lists the tags of what changed, so the caller decides what
     restarts (for instance a changed C(unit) restarts, a changed C(config) reloads).
-  - An artifact is hashed once; its sha256 is recorded beside it with its size and modification time and
-    read back while they are unchanged, so a converge with nothing to do does not re-hash hundreds of
+  - An artifact is hashed once; its sha256 is recorded beside it with its size, modification time and inode
+    and read back while they are unchanged, so a converge with nothing to do does not re-hash hundreds of
     megabytes. An artifact that is absent or does not match is reported in RV(artifacts_missing).
   - With C(hide_content), no content appears in the diff (secret files); call it with C(no_log) then.
 author: Lakehouse bootstrap maintainers
@@ -242,11 +242,11 @@ def main():
         supports_check_mode=True,
     )  # fmt: skip
     tree = Tree(module)
-    for kind in ("directories", "files", "links"):
+    for kind, write in (("directories", tree.directory), ("files", tree.file), ("links", tree.link)):
         for item in module.params[kind]:
             if not os.path.isabs(item["path"]):
                 module.fail_json(msg=f"{kind}: {item['path']} is not an absolute path")
-            getattr(tree, {"directories": "directory", "files": "file", "links": "link"}[kind])(item)
+            write(item)
     result = {
         "changed": bool(tree.changed_paths),
         "changed_tags": sorted(tree.changed_tags),

@@ -13,6 +13,17 @@ import os
 CHUNK = 1 << 20
 
 
+def artifact_path(name: str, table: dict, root: str) -> str:
+    """Install path of an artifact on a host (and in an image): <root>/<name>/<version>/<filename>,
+    or for an archive the directory it unpacks to, <root>/<name>/<version>/<unpack.root>.
+
+    Versioned paths let an upgrade install beside the running version and switch a link.
+    """
+    entry = table[name]
+    leaf = (entry.get("unpack") or {}).get("root") or entry["filename"]
+    return f"{root}/{name}/{entry['version']}/{leaf}"
+
+
 def sha256_file(path: str) -> str:
     """The sha256 of a file's content, read in chunks (artifacts run to hundreds of megabytes)."""
     digest = hashlib.sha256()
@@ -33,7 +44,8 @@ def sha256_recorded(path: str, record: bool = True) -> str:
     The digest is recorded beside the file (``.<name>.sha256``, with the file's size, modification
     time and inode) and read back while they still match, so verifying an unchanged artifact costs a
     stat instead of a pass over hundreds of megabytes. Any change to the file (a rewrite, a copy, a
-    touch) makes it hashed again. With ``record`` false (check mode) nothing is written.
+    touch) makes it hashed again. With ``record`` false (check mode, a file outside a cache) nothing
+    is written.
     """
     st = os.stat(path)
     stamp = f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"

@@ -14,21 +14,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if REPO not in sys.path:
     sys.path.append(REPO)
 from module_utils import lakehouse_jwt  # noqa: E402
+from module_utils.lakehouse_files import artifact_path  # noqa: E402
 
 # Trino's password file takes PBKDF2 (HMAC-SHA1, what Trino 476 verifies with) as
 # <iterations>:<salt hex>:<hash hex>.
 PBKDF2_ITERATIONS = 100_000
-
-
-def artifact_path(name: str, table: dict, root: str) -> str:
-    """Install path of an artifact on a host: <root>/<name>/<version>/<filename>, or for an
-    archive the directory it unpacks to, <root>/<name>/<version>/<unpack.root>.
-
-    Versioned paths let an upgrade install beside the running version and switch a link.
-    """
-    entry = table[name]
-    leaf = (entry.get("unpack") or {}).get("root") or entry["filename"]
-    return f"{root}/{name}/{entry['version']}/{leaf}"
 
 
 def endpoint_name(workload: str, endpoint: dict) -> str:

@@ -36,10 +36,18 @@ import base64
 import copy
 import hashlib
 import json
+import os
 import posixpath
 import re
+import sys
 
 from ansible.errors import AnsibleFilterError
+
+# Ansible puts no controller-side shared code on the path: the repository root holds module_utils/.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.append(REPO)
+from module_utils.lakehouse_files import artifact_path  # noqa: E402
 
 REQUIRED = object()
 NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
@@ -523,8 +531,7 @@ def image_content(
     content = {"files": [], "archives": [], "links": []}
     for artifact in [*service["artifacts"], *(tools or [])]:
         entry = table[artifact["name"]]
-        leaf = (entry.get("unpack") or {}).get("root") or entry["filename"]
-        path = f"{root}/{artifact['name']}/{entry['version']}/{leaf}"
+        path = artifact_path(artifact["name"], table, root)
         source = {"src": fetched[artifact["name"]]["path"], "dest": path, "sha256": entry["sha256"][arch]}
         if entry.get("unpack"):
             content["archives"].append({**source, "root": entry["unpack"]["root"]})
@@ -568,13 +575,11 @@ def host_tree(
     for sub in ["", *subdirs]:
         tree["directories"].append({"path": posixpath.join(config_dir, sub), "group": user, "mode": "0750"})
     for artifact in service["artifacts"]:
-        entry = table[artifact["name"]]
-        version_dir = f"{root}/{artifact['name']}/{entry['version']}"
-        leaf = (entry.get("unpack") or {}).get("root") or entry["filename"]
-        tree["directories"].append({"path": version_dir, "mode": "0755"})
-        tree["links"].append({"path": artifact["dest"], "src": f"{version_dir}/{leaf}", "tag": "program"})
+        entry, path = table[artifact["name"]], artifact_path(artifact["name"], table, root)
+        tree["directories"].append({"path": posixpath.dirname(path), "mode": "0755"})
+        tree["links"].append({"path": artifact["dest"], "src": path, "tag": "program"})
         if not entry.get("unpack"):
-            tree["artifacts"].append({"path": f"{version_dir}/{leaf}", "sha256": entry["sha256"][arch]})
+            tree["artifacts"].append({"path": path, "sha256": entry["sha256"][arch]})
     for entry in files:
         path = f"{config_dir}/{entry['path']}"
         if entry["secret"]:
