@@ -60,6 +60,11 @@ def ansible_env(base: Mapping[str, str] | None = None, color: bool = True) -> di
             env["PYTHONPATH"] = os.pathsep.join(kept)
         else:
             del env["PYTHONPATH"]
+    # ansible-runner sets this variable for its event callback, which hides ansible.cfg's
+    # callback_plugins; naming the project's here keeps them (it appends its own).
+    env["ANSIBLE_CALLBACK_PLUGINS"] = os.pathsep.join(
+        p for p in (env.get("ANSIBLE_CALLBACK_PLUGINS"), str(REPO / "plugins" / "callback")) if p
+    )
     if not color:
         env["ANSIBLE_NOCOLOR"] = "1"
     return env

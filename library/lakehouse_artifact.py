@@ -179,6 +179,7 @@ actual_sha256:
   type: str
 """
 
+import fcntl
 import hashlib
 import os
 import re
@@ -406,13 +407,20 @@ class Artifact:
             module.exit_json(**result)
 
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        if before is not None:
-            # Failed verification: remove it now so nothing downstream can pick it up if the refill fails.
-            remove_recorded(self.path)
-        if url is None:
-            self.build(source["go"])
-        else:
-            self.download(url)
+        # One fetch or build per artifact at a time (a background fill of the cache and a converge
+        # may ask for the same one): a caller that waited finds it verified and changes nothing.
+        with open(os.path.join(os.path.dirname(self.path), f".{self.filename}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if os.path.isfile(self.path) and sha256_recorded(self.path) == self.expected:
+                result.update(changed=False, source="cache")
+                module.exit_json(**result)
+            if os.path.isfile(self.path):
+                # Failed verification: remove it now so nothing downstream can pick it up if the refill fails.
+                remove_recorded(self.path)
+            if url is None:
+                self.build(source["go"])
+            else:
+                self.download(url)
         module.exit_json(**result)
 
 

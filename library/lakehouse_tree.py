@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Directories, files, links and installed artifacts of one service on a host, in one call."""
+"""Directories, files and links of one service on a host, compared and written in one call."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ module: lakehouse_tree
 short_description: Compare and write a service's directories, files and links on a host in one call
 description:
   - Makes every directory, file and symbolic link it is given match what it is given (content, owner,
-    group, mode, target), in that order, and checks installed artifacts against their pinned sha256.
-    A converge thereby costs one round trip per service instead of one per file.
+    group, mode, target), in that order. A converge thereby costs one round trip per service instead of
+    one per file; library/lakehouse_service_state.py reads the rest (packages, artifacts, units).
   - A file is written only when its content, owner, group or mode differ, through a temporary file in
     the same directory that is renamed into place, so a reader never sees half a file.
   - Every entry carries a C(tag); the result lists the tags of what changed, so the caller decides what
     restarts (for instance a changed C(unit) restarts, a changed C(config) reloads).
-  - An artifact is hashed once; its sha256 is recorded beside it with its size, modification time and inode
-    and read back while they are unchanged, so a converge with nothing to do does not re-hash hundreds of
-    megabytes. An artifact that is absent or does not match is reported in RV(artifacts_missing).
   - With C(hide_content), no content appears in the diff (secret files); call it with C(no_log) then.
 author: Lakehouse bootstrap maintainers
 options:
@@ -28,8 +25,8 @@ options:
     default: []
     suboptions:
       path: {description: Absolute path., type: str, required: true}
-      owner: {description: Owning user., type: str, default: root}
-      group: {description: Owning group., type: str, default: root}
+      owner: {description: Owning user; empty for the module's own., type: str, default: root}
+      group: {description: Owning group; empty for the module's own., type: str, default: root}
       mode: {description: Octal mode as a string, e.g. C("0750")., type: str, default: "0755"}
       tag: {description: What the entry is, for RV(changed_tags)., type: str, default: directory}
   files:
@@ -40,8 +37,8 @@ options:
     suboptions:
       path: {description: Absolute path; its directory must exist or be in O(directories)., type: str, required: true}
       content: {description: The file's content (text)., type: str, required: true}
-      owner: {description: Owning user., type: str, default: root}
-      group: {description: Owning group., type: str, default: root}
+      owner: {description: Owning user; empty for the module's own., type: str, default: root}
+      group: {description: Owning group; empty for the module's own., type: str, default: root}
       mode: {description: Octal mode as a string., type: str, default: "0644"}
       tag: {description: What the entry is, for RV(changed_tags)., type: str, default: file}
   links:
@@ -53,14 +50,6 @@ options:
       path: {description: Absolute path of the link., type: str, required: true}
       src: {description: What the link points to., type: str, required: true}
       tag: {description: What the entry is, for RV(changed_tags)., type: str, default: link}
-  artifacts:
-    description: Installed artifacts to check; never written here, the caller copies the missing ones.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      path: {description: Absolute path of the installed file., type: str, required: true}
-      sha256: {description: Pinned sha256 (hex)., type: str, required: true}
   hide_content:
     description: Leave every content out of the diff (secret files).
     type: bool
@@ -101,11 +90,6 @@ changed_paths:
   returned: always
   type: list
   elements: str
-artifacts_missing:
-  description: The paths of O(artifacts) that are absent or do not match their sha256.
-  returned: always
-  type: list
-  elements: str
 """
 
 import grp
@@ -114,13 +98,14 @@ import pwd
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lakehouse_files import sha256_recorded
 
 
 def ids(module: AnsibleModule, owner: str, group: str) -> tuple[int, int]:
-    """The numeric owner and group; in check mode a user that an earlier task would create is -1."""
+    """The numeric owner and group (empty: the module's own); in check mode a user that an earlier
+    task would create is -1."""
     try:
-        return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+        uid = pwd.getpwnam(owner).pw_uid if owner else os.getuid()
+        return uid, grp.getgrnam(group).gr_gid if group else os.getgid()
     except KeyError as err:
         if module.check_mode:
             return -1, -1
@@ -214,14 +199,6 @@ class Tree:
             os.symlink(src, temp)
             os.replace(temp, path)
 
-    def missing_artifacts(self) -> list[str]:
-        record = not self.check
-        return [
-            entry["path"]
-            for entry in self.module.params["artifacts"]
-            if not os.path.isfile(entry["path"]) or sha256_recorded(entry["path"], record=record) != entry["sha256"]
-        ]
-
 
 def main():
     def entry(**options):
@@ -236,7 +213,6 @@ def main():
             "files": entry(path=path, content={"type": "str", "required": True},
                            mode={"type": "str", "default": "0644"}, tag={"type": "str", "default": "file"}, **attrs),
             "links": entry(path=path, src={"type": "str", "required": True}, tag={"type": "str", "default": "link"}),
-            "artifacts": entry(path=path, sha256={"type": "str", "required": True}),
             "hide_content": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -251,7 +227,6 @@ def main():
         "changed": bool(tree.changed_paths),
         "changed_tags": sorted(tree.changed_tags),
         "changed_paths": tree.changed_paths,
-        "artifacts_missing": tree.missing_artifacts(),
     }
     if module._diff:
         result["diff"] = tree.diff

@@ -1,23 +1,40 @@
 #!/usr/bin/env python3
-"""Benchmark `lakehouse up`: a cold up with a warm artifact cache, then a no-op up.
+"""Benchmark `lakehouse up` against its floor: cold, no-op, one host against eight, a fresh cache.
 
-    .venv/bin/python scripts/benchmark_up.py [-i INVENTORY]
+    .venv/bin/python scripts/benchmark_up.py [-i INVENTORY] [--runs N] [--hosts-8 INVENTORY] [--fresh]
 
-1. fills the artifact cache (playbooks/artifacts.yml), so downloads and builds are not timed;
-2. `lakehouse down`: the sandbox hosts are removed (secrets, contracts and cache are kept);
-3. times `lakehouse up` on new hosts (cold), then `lakehouse up` again (no-op, must change nothing);
-4. prints both wall times, the changed counts and the memory each sandbox host uses.
+Prints, in one run:
+1. setup by step, as scripts/setup.sh recorded it the last time each step had work to do
+   (`$LAKEHOUSE_CACHE/setup-timings`: the first `make up` or `make test` of this machine);
+2. with --fresh, the `make up` phases on an empty cache: setup (Python environment and the
+   Kubernetes tooling check; the Docker engine and Debian packages stay installed), artifacts
+   (fetched and built), converge, verify;
+3. cold `up` with a warm artifact cache (the sandbox hosts removed first), median of --runs;
+4. the floor of a cold `up`, read from the sandbox host after it: every archive's unpack time
+   (tar or unzip on the host), the Debian packages' install span (/var/log/dpkg.log), and each
+   unit's start-to-ready time from the journal (systemd's start of the unit to the service's own
+   "ready" line); summed, as if nothing ran in parallel;
+5. no-op `up`, median of --runs, each with `changed=0`;
+6. cold `up` of the eight-host inventory (one host for the query path, seven Trino workers)
+   against the one-host sandbox, and the memory each host uses.
 
-The lakehouse is left up afterwards. Only for inventories with sandbox hosts, which it removes first.
+Downloads and builds are never timed except under --fresh. The one-host sandbox is left up;
+the eight hosts are removed after their figures. Only for inventories of sandbox hosts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,11 +44,22 @@ from lakehouse_cli import inventory as lakehouse_inventory  # noqa: E402
 
 PYTHON = sys.executable
 SITE_DONE = re.compile(r"site\.yml: done, (\d+) tasks, hosts ok=\d+ changed=(\d+)")
+# Each service's own line saying it serves (the JSON log lines of MinIO, Nessie and Trino
+# carry it in their message field).
+READY_LINES = {
+    "lakehouse-minio.service": r"API: |S3-API: ",
+    "lakehouse-postgresql.service": r"database system is ready to accept connections",
+    "lakehouse-iceberg-catalog.service": r"started in [0-9.]+s",
+    "lakehouse-trino.service": r"SERVER STARTED",
+    "lakehouse-prometheus.service": r"Server is ready to receive web requests",
+    "lakehouse-node-exporter.service": r"Listening on",
+}
+SYSTEMD_UNIT_STARTING = "7d4958e842da4a758f6c1cdc7b36dcc5"  # journal MESSAGE_ID of "Starting <unit>"
 
 
-def run(*command: str) -> tuple[float, str]:
+def run(*command: str, env: dict | None = None, cwd: Path = REPO) -> tuple[float, str]:
     start = time.monotonic()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, env=env)
     elapsed = time.monotonic() - start
     output = result.stdout + result.stderr
     if result.returncode != 0:
@@ -39,40 +67,234 @@ def run(*command: str) -> tuple[float, str]:
     return elapsed, output
 
 
-def lakehouse(command: str, inventory: str) -> tuple[float, str]:
-    return run(PYTHON, "-m", "lakehouse_cli", command, "-i", inventory)
+def lakehouse(command: str, inventory: str, env: dict | None = None) -> tuple[float, str]:
+    return run(PYTHON, "-m", "lakehouse_cli", command, "-i", inventory, env=env)
 
 
-def site_summary(output: str) -> str:
+def site_summary(output: str) -> tuple[int, int]:
     match = SITE_DONE.search(output)
-    return f"{match.group(1)} tasks, hosts changed={match.group(2)}" if match else "no site.yml summary"
+    if not match:
+        sys.exit("benchmark: no site.yml summary in the output of lakehouse up")
+    return int(match.group(1)), int(match.group(2))
 
 
-def host_memory(inventory: str) -> list[str]:
+def hosts_of(inventory: str) -> list[str]:
+    return lakehouse_inventory.load(lakehouse_inventory.resolve_source(inventory), None).hosts
+
+
+def host_memory(hosts: list[str]) -> list[str]:
     """Memory per sandbox container, as Docker reports it."""
-    hosts = lakehouse_inventory.load(lakehouse_inventory.resolve_source(inventory), None).hosts
-    _, stats = run("docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *hosts)
+    _, stats = run("docker", "stats", "--no-stream", "--format", "{{.Name}}  {{.MemUsage}}", *hosts)
     return stats.strip().splitlines()
+
+
+def median_run(label: str, runs: int, step) -> float:
+    """Median wall time of `runs` calls of step() (each returns its seconds), the runs listed."""
+    times = [step() for _ in range(runs)]
+    middle = statistics.median(times)
+    print(f"{label:<44} {middle:7.1f} s   (runs: {', '.join(f'{t:.1f}' for t in times)})", flush=True)
+    return middle
+
+
+# The floor, read on a sandbox host after a cold up.
+
+
+def docker_exec(host: str, script: str) -> str:
+    return run("docker", "exec", host, "sh", "-c", script)[1]
+
+
+def unpack_seconds(host: str, archives: list[Path]) -> dict[str, float]:
+    """Time to unpack each archive on the host itself (copied there first, untimed)."""
+    seconds = {}
+    for archive in archives:
+        docker_exec(host, "rm -rf /tmp/benchmark && mkdir -p /tmp/benchmark/out")
+        run("docker", "cp", str(archive), f"{host}:/tmp/benchmark/{archive.name}")
+        extract = "unzip -q" if archive.suffix in (".zip", ".whl") else "tar -C /tmp/benchmark/out -xf"
+        into = " -d /tmp/benchmark/out" if archive.suffix in (".zip", ".whl") else ""
+        out = docker_exec(
+            host,
+            f"s=$(date +%s.%N); {extract} /tmp/benchmark/{archive.name}{into}; e=$(date +%s.%N);"
+            " rm -rf /tmp/benchmark; echo $s $e",
+        )
+        start, end = map(float, out.split()[-2:])
+        seconds[archive.name] = end - start
+    return seconds
+
+
+def package_seconds(host: str, since: float) -> float:
+    """Span of dpkg's work since `since` (epoch seconds), from /var/log/dpkg.log."""
+    stamps = []
+    for line in docker_exec(host, "cat /var/log/dpkg.log 2>/dev/null || true").splitlines():
+        try:
+            stamp = datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S").timestamp()
+        except ValueError:
+            continue
+        if stamp >= since:
+            stamps.append(stamp)
+    return max(stamps) - min(stamps) if stamps else 0.0
+
+
+def start_to_ready(host: str) -> dict[str, float | None]:
+    """Per lakehouse unit: seconds from systemd starting it (its last start) to its own ready line."""
+    out = docker_exec(host, "journalctl -b -o json --no-pager -u 'lakehouse-*'")
+    starts: dict[str, int] = {}
+    ready: dict[str, int] = {}
+    for line in out.splitlines():
+        entry = json.loads(line)
+        stamp = int(entry["__REALTIME_TIMESTAMP"])
+        unit = entry.get("UNIT") if entry.get("MESSAGE_ID") == SYSTEMD_UNIT_STARTING else None
+        if unit in READY_LINES:
+            starts[unit] = stamp
+            ready.pop(unit, None)
+            continue
+        own = entry.get("_SYSTEMD_UNIT")
+        message = entry.get("MESSAGE")
+        if isinstance(message, list):  # journald stores non-UTF-8 messages as bytes
+            message = bytes(message).decode(errors="replace")
+        if own in READY_LINES and own in starts and own not in ready and re.search(READY_LINES[own], message or ""):
+            ready[own] = stamp
+    return {unit: (ready[unit] - starts[unit]) / 1e6 if unit in ready else None for unit in starts}
+
+
+def cached_archives() -> list[Path]:
+    """The archives of the artifact cache that a converge unpacks (the table marks them `unpack`)."""
+    table = json.loads(
+        run(
+            PYTHON,
+            "-c",
+            "import json, yaml; print(json.dumps(yaml.safe_load(open('roles/lakehouse/defaults/main/artifacts.yml'))))",
+        )[1]
+    )
+    cache = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache/lakehouse")) / "artifacts"
+    found = []
+    for name, entry in (table.get("lakehouse_artifacts") or {}).items():
+        if entry.get("unpack") is not None:
+            found += sorted((cache / name / str(entry["version"])).glob(f"*/{entry['filename']}"))[:1]
+    return found
+
+
+def print_floor(host: str, since: float) -> float:
+    unpacks = unpack_seconds(host, cached_archives())
+    packages = package_seconds(host, since)
+    services = start_to_ready(host)
+    print(f"floor on {host} (summed, nothing in parallel):")
+    for name, seconds in unpacks.items():
+        print(f"  unpack {name:<52} {seconds:7.1f} s")
+    print(f"  debian packages (dpkg.log span)                     {packages:7.1f} s")
+    for unit, seconds in sorted(services.items()):
+        shown = f"{seconds:7.1f} s" if seconds is not None else "    n/a (no ready line in the journal)"
+        print(f"  start to ready {unit:<44} {shown}")
+    floor = sum(unpacks.values()) + packages + sum(s for s in services.values() if s is not None)
+    print(f"  {'floor':<66} {floor:7.1f} s", flush=True)
+    return floor
+
+
+# The phases.
+
+
+def print_setup_timings() -> None:
+    timings = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache/lakehouse")) / "setup-timings"
+    if not timings.is_file():
+        print("setup: no recorded timings (scripts/setup.sh records them when a step has work to do)")
+        return
+    print("setup, as last recorded per step (scripts/setup.sh):")
+    last: dict[str, str] = {}
+    for line in timings.read_text().splitlines():
+        step, _, seconds = line.rpartition("\t")
+        last[step] = seconds
+    for step, seconds in last.items():
+        print(f"  {step:<64} {int(seconds):5d} s")
+
+
+def fresh_make_up(inventory: str) -> None:
+    """`make up`'s phases in a fresh clone of this checkout's HEAD, on an empty cache."""
+    scratch = Path(tempfile.mkdtemp(prefix="lakehouse-fresh-"))
+    clone, cache = scratch / "lakehouse", scratch / "cache"
+    env = dict(
+        os.environ, LAKEHOUSE_CACHE=str(cache), GOCACHE=str(cache / "go-build"), GOMODCACHE=str(cache / "go-mod")
+    )
+    try:
+        run("git", "clone", "-q", str(REPO), str(clone))
+        phases = {
+            "setup, all steps": run("env", f"SETUP_INVENTORY={inventory}", "scripts/setup.sh", env=env, cwd=clone)[0]
+        }
+        python = str(clone / ".venv" / "bin" / "python")
+        phases["artifacts (fetch, build, verify)"] = run(
+            str(clone / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            inventory,
+            "playbooks/artifacts.yml",
+            env=env,
+            cwd=clone,
+        )[0]
+        run(python, "-m", "lakehouse_cli", "down", "-i", inventory, env=env, cwd=clone)
+        for phase, command in (("converge (lakehouse up)", "up"), ("verify", "verify")):
+            phases[phase] = run(python, "-m", "lakehouse_cli", command, "-i", inventory, env=env, cwd=clone)[0]
+        print("make up in a fresh clone on an empty cache (the Docker engine and Debian packages stay installed):")
+        for line in (cache / "setup-timings").read_text().splitlines():
+            step, _, seconds = line.rpartition("\t")
+            print(f"  setup: {step:<57} {int(seconds):5d} s")
+        for phase, seconds in [*phases.items(), ("make up, in all", sum(phases.values()))]:
+            print(f"  {phase:<64} {seconds:5.0f} s", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def cold_up(inventory: str) -> tuple[float, float]:
+    """Remove the inventory's sandbox hosts, then time `lakehouse up`; returns (seconds, start epoch)."""
+    lakehouse("down", inventory)
+    since = time.time()
+    seconds, output = lakehouse("up", inventory)
+    site_summary(output)
+    return seconds, since
+
+
+def noop_up(inventory: str) -> float:
+    seconds, output = lakehouse("up", inventory)
+    tasks, changed = site_summary(output)
+    if changed:
+        sys.exit(f"benchmark: a no-op up changed {changed} tasks; the converge is not idempotent")
+    return seconds
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-i", "--inventory", default="inventories/sandbox")
+    parser.add_argument("-i", "--inventory", default="inventories/sandbox", help="the one-host sandbox")
+    parser.add_argument("--hosts-8", default="inventories/sandbox-8", help="the eight-host sandbox ('' to skip)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per median (default 3)")
+    parser.add_argument("--fresh", action="store_true", help="also time make up's phases on an empty cache")
     args = parser.parse_args()
 
-    cache_seconds, _ = run(
-        str(Path(PYTHON).parent / "ansible-playbook"), "-i", args.inventory, "playbooks/artifacts.yml"
-    )
-    down_seconds, _ = lakehouse("down", args.inventory)
-    cold_seconds, cold = lakehouse("up", args.inventory)
-    noop_seconds, noop = lakehouse("up", args.inventory)
+    print_setup_timings()
+    if args.fresh:
+        fresh_make_up(args.inventory)
+    run(str(Path(PYTHON).parent / "ansible-playbook"), "-i", args.inventory, "playbooks/artifacts.yml")
+    if args.hosts_8:
+        run(str(Path(PYTHON).parent / "ansible-playbook"), "-i", args.hosts_8, "playbooks/artifacts.yml")
 
-    print(f"artifact cache check (already warm) {cache_seconds:7.1f} s")
-    print(f"down (remove sandbox hosts)         {down_seconds:7.1f} s")
-    print(f"cold up, warm artifact cache        {cold_seconds:7.1f} s   ({site_summary(cold)})")
-    print(f"no-op up                            {noop_seconds:7.1f} s   ({site_summary(noop)})")
-    for line in host_memory(args.inventory):
-        print(f"memory after up: {line}")
+    last_start = [0.0]
+
+    def one_cold() -> float:
+        seconds, last_start[0] = cold_up(args.inventory)
+        return seconds
+
+    cold = median_run("cold up, warm artifact cache (1 host)", args.runs, one_cold)
+    host = hosts_of(args.inventory)[0]
+    floor = print_floor(host, last_start[0])
+    noop = median_run("no-op up (changed=0)", args.runs, lambda: noop_up(args.inventory))
+    print(f"{'cold up / floor':<44} {cold / floor:7.2f}")
+    print(f"{'no-op up / floor':<44} {noop / floor:7.2f}")
+    for line in host_memory(hosts_of(args.inventory)):
+        print(f"memory, 1 host:  {line}")
+
+    if args.hosts_8:
+        lakehouse("down", args.inventory)  # the eight hosts get the machine to themselves
+        eight = median_run("cold up, warm artifact cache (8 hosts)", args.runs, lambda: cold_up(args.hosts_8)[0])
+        print(f"{'8 hosts / 1 host':<44} {eight / cold:7.2f}")
+        for line in host_memory(hosts_of(args.hosts_8)):
+            print(f"memory, 8 hosts: {line}")
+        lakehouse("down", args.hosts_8)
+        lakehouse("up", args.inventory)
     return 0
 
 

@@ -16,7 +16,15 @@ cd "$(dirname "$0")/.."
 cache="${LAKEHOUSE_CACHE:-$HOME/.cache/lakehouse}"
 mkdir -p "$cache"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+# Each step that had work to do appends "<step><TAB><seconds>" to $cache/setup-timings (read by
+# scripts/benchmark_up.py); the Kubernetes tooling's build records also a run that only checked it.
+timings="$cache/setup-timings"
+timed() { local step="$1" start=$SECONDS; shift; "$@"; printf '%s\t%s\n' "$step" $((SECONDS - start)) >>"$timings"; }
 
+apt_get_install() {
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 apt_install() {
   local need=()
   for pkg in "$@"; do
@@ -24,8 +32,7 @@ apt_install() {
   done
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    timed "debian packages: ${need[*]}" apt_get_install "${need[@]}"
   fi
 }
 
@@ -40,10 +47,13 @@ req_hash="$(sha256sum requirements.txt | cut -c1-12)"
 venv="$cache/venv-$req_hash"
 if [ ! -f "$venv/.complete" ]; then
   log "creating the Python environment $venv"
-  rm -rf "$venv" && python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -r requirements.txt
-  touch "$venv/.complete"   # only a finished install counts
+  create_venv() {
+    rm -rf "$venv" && python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q -r requirements.txt
+    touch "$venv/.complete"   # only a finished install counts
+  }
+  timed "python environment" create_venv
 fi
 ln -sfn "$venv" .venv
 
@@ -60,7 +70,7 @@ fi
 image="lakehouse/testhost:$(sha256sum images/testhost/recipe.sh | cut -c1-12)"
 if ! docker image inspect "$image" >/dev/null 2>&1; then
   log "building the test host image $image (debootstrap, about a minute)"
-  images/testhost/recipe.sh "$image"
+  timed "test host image" images/testhost/recipe.sh "$image"
 fi
 echo "$image" > "$cache/testhost-image"
 
@@ -105,5 +115,5 @@ if [ -n "${SETUP_KUBERNETES_IN_BACKGROUND:-}" ]; then
   exit 0
 fi
 rm -f "$cache/controlplane-build.log" "$cache/controlplane-build.rc"  # no background build to wait for
-scripts/controlplane/build.sh
+timed "kubernetes tooling" scripts/controlplane/build.sh
 log "ready: $ready, Kubernetes tooling $tooling"

@@ -121,7 +121,7 @@ def test_minio_default_password_is_never_printed(apply_role):
 def test_delivery_engine_refuses_to_run_alone(apply_role):
     result, output = apply_role("delivery", "")
     assert result.returncode != 0
-    assert "missing required arguments: delivery_service" in output
+    assert "'delivery_service' is undefined" in output
     assert changed_count(output) == 0
 
 

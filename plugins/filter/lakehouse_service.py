@@ -521,6 +521,21 @@ def readiness_waits(service: dict, components: list[dict], endpoint: dict) -> li
     return waits
 
 
+def state_probes(service: dict, components: list[dict], endpoint: dict, ca_path: str) -> list[dict]:
+    """The readiness probes as library/lakehouse_service_state.py tries them once on a metal host:
+    each URL (trusting `ca_path`) or TCP port of readiness_waits, and each component's command."""
+    probes = []
+    for wait in readiness_waits(service, components, endpoint):
+        if wait["url"].startswith("tcp:"):
+            probes.append({"name": wait["component"], "host": wait["host"], "port": wait["port"]})
+        else:
+            probes.append({"name": wait["component"], "url": wait["url"], "match": wait["match"], "ca_path": ca_path})
+    for component in components:
+        if component["health"]["readiness"]["command"]:
+            probes.append({"name": component["name"], "command": component["health"]["readiness"]["command"]})
+    return probes
+
+
 def image_content(
     service: dict, table: dict, fetched: dict, root: str, arch: str, builder: str, tools: list | None = None
 ) -> dict:
@@ -553,10 +568,12 @@ def host_tree(
     service: dict, components: list[dict], table: dict, root: str, arch: str, units: list, platform_files: list
 ) -> dict:
     """What the systemd engine lays out on a host for a service, as lakehouse_tree entries
-    (library/lakehouse_tree.py): `directories`, public `files`, `secrets`, `links` and the
-    installed `artifacts` to check, each file tagged with what a change of it means (`config`,
-    `unit:<unit>`, `program`). `units` holds each component's rendered unit, in order;
-    `platform_files` are what the host shares between services (the CA, the trust store builder).
+    (library/lakehouse_tree.py): `directories`, public `files`, `secrets` and `links`, each file
+    tagged with what a change of it means (`config`, `unit:<unit>`, `program`); and what
+    library/lakehouse_service_state.py checks: the installed `artifacts` with their sha256, the
+    `unpacked` archives' paths, and `artifact_paths` (artifact name -> installed path).
+    `units` holds each component's rendered unit, in order; `platform_files` are what the host
+    shares between services (the CA, the trust store builder).
 
     The layout is the one image_content gives an image: each verified artifact at its versioned
     path, its `dest` a link to it.
@@ -564,7 +581,15 @@ def host_tree(
     user, config_dir = service["user"], service["config_dir"]
     files = service["files"] + [f for c in components for f in c["files"]]
     subdirs = sorted({posixpath.dirname(f["path"]) for f in files} - {""})
-    tree = {"directories": [], "files": [], "secrets": [], "links": [], "artifacts": []}
+    tree = {
+        "directories": [],
+        "files": [],
+        "secrets": [],
+        "links": [],
+        "artifacts": [],
+        "unpacked": [],
+        "artifact_paths": {},
+    }
     # Written before the packages are installed, so that their maintainer scripts read it.
     tree["preseed"] = {
         "directories": [{"path": p} for p in sorted({posixpath.dirname(f["path"]) for f in service["package_config"]})],
@@ -576,9 +601,12 @@ def host_tree(
         tree["directories"].append({"path": posixpath.join(config_dir, sub), "group": user, "mode": "0750"})
     for artifact in service["artifacts"]:
         entry, path = table[artifact["name"]], artifact_path(artifact["name"], table, root)
+        tree["artifact_paths"][artifact["name"]] = path
         tree["directories"].append({"path": posixpath.dirname(path), "mode": "0755"})
         tree["links"].append({"path": artifact["dest"], "src": path, "tag": "program"})
-        if not entry.get("unpack"):
+        if entry.get("unpack"):
+            tree["unpacked"].append(path)
+        else:
             tree["artifacts"].append({"path": path, "sha256": entry["sha256"][arch]})
     for entry in files:
         path = f"{config_dir}/{entry['path']}"
@@ -606,5 +634,6 @@ class FilterModule:
             "lakehouse_helm_values": helm_values,
             "lakehouse_image_content": image_content,
             "lakehouse_readiness_waits": readiness_waits,
+            "lakehouse_state_probes": state_probes,
             "lakehouse_host_tree": host_tree,
         }

@@ -28,7 +28,8 @@ def sha256(data: bytes) -> str:
 
 
 def files_under(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+    """The cache's files, without the lock each fetch or build takes beside its artifact."""
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".lock") if path.exists() else []
 
 
 class Site:

@@ -100,16 +100,6 @@ def test_an_unknown_owner_fails_naming_it(run_module, tmp_path):
     assert "no-such-lakehouse-user" in refused.value.result["msg"]
 
 
-def test_artifacts_absent_or_not_matching_are_reported_missing(run_module, tmp_path):
-    good, bad = tmp_path / "good", tmp_path / "bad"
-    good.write_bytes(b"good")
-    bad.write_bytes(b"bad")
-    digest = hashlib.sha256(b"good").hexdigest()
-    artifacts = [{"path": str(p), "sha256": digest} for p in (good, bad, tmp_path / "absent")]
-    result = run_module(MODULE, {"artifacts": artifacts})
-    assert result["artifacts_missing"] == [str(bad), str(tmp_path / "absent")] and not result["changed"]
-
-
 def test_the_recorded_sha256_is_trusted_only_while_the_file_is_unchanged(tmp_path, monkeypatch):
     artifact = tmp_path / "tool"
     artifact.write_bytes(b"one")

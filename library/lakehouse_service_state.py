@@ -1,0 +1,250 @@
+#!/usr/bin/python
+"""What a service already has on a host, read in one call: the systemd engine acts only where it differs."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lakehouse_service_state
+short_description: Read in one call a service's packages, user, artifacts, units and readiness on a host
+description:
+  - Reads, and never changes, what the systemd engine would otherwise ask one task at a time - which Debian
+    packages are missing, whether the service user is as wanted, which installed artifacts are absent or do
+    not match their pinned sha256, which paths exist, the state of each unit, and whether each readiness
+    probe answers now. The engine then runs a package install, a user change, an artifact copy, a job, a
+    start or a readiness wait only where this says it is needed, so a converge with nothing to do costs
+    one round trip per service here instead of one per package, unit and probe.
+  - An artifact is hashed once; its sha256 is recorded beside it with its size, modification time and inode
+    and read back while they are unchanged, so a converge with nothing to do does not re-hash hundreds of
+    megabytes.
+author: Lakehouse bootstrap maintainers
+options:
+  packages:
+    description: Debian package names that must be installed.
+    type: list
+    elements: str
+    default: []
+  user:
+    description: The service's system user; compared with its home, its login shell and a locked password.
+    type: dict
+    suboptions:
+      name: {description: User name., type: str, required: true}
+      home: {description: Home directory., type: str, required: true}
+      shell: {description: Login shell., type: str, default: /usr/sbin/nologin}
+  artifacts:
+    description: Installed artifacts with their pinned sha256.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path of the installed file., type: str, required: true}
+      sha256: {description: Pinned sha256 (hex)., type: str, required: true}
+  paths:
+    description: Paths whose existence is reported (unpacked archives, the files a first-start job creates).
+    type: list
+    elements: str
+    default: []
+  units:
+    description: systemd units whose state is reported.
+    type: list
+    elements: str
+    default: []
+  probes:
+    description: Readiness probes, each tried once.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name: {description: What the probe is for (reported back)., type: str, required: true}
+      url: {description: An https or http URL that must answer 200., type: str}
+      match: {description: Regular expression the URL's body must match., type: str, default: ""}
+      ca_path: {description: CA bundle the URL's certificate must chain to., type: path}
+      host: {description: Host of a TCP probe., type: str}
+      port: {description: Port of a TCP probe., type: int}
+      command: {description: Command that must exit 0., type: list, elements: str}
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; nothing is recorded in check mode.
+"""
+
+EXAMPLES = r"""
+- name: Read what the host already has of MinIO
+  lakehouse_service_state:
+    packages: []
+    user: {name: minio, home: /var/lib/minio}
+    artifacts:
+      - {path: /usr/local/lib/lakehouse/minio/v1/minio, sha256: "{{ minio_sha256 }}"}
+    units: [lakehouse-minio.service]
+    probes:
+      - {name: server, url: "https://minio.example.internal:9000/minio/health/ready", ca_path: /etc/ssl/certs/ca.crt}
+  register: state
+"""
+
+RETURN = r"""
+packages_missing:
+  description: The packages of O(packages) that are not installed, in the order given.
+  returned: always
+  type: list
+  elements: str
+user_matches:
+  description: Whether O(user) exists with its home, its shell and a locked password (true without O(user)).
+  returned: always
+  type: bool
+artifacts_missing:
+  description: The paths of O(artifacts) that are absent or do not match their sha256.
+  returned: always
+  type: list
+  elements: str
+paths_missing:
+  description: The paths of O(paths) that do not exist.
+  returned: always
+  type: list
+  elements: str
+units:
+  description: Per unit of O(units), C(loaded), C(enabled) and C(active) (booleans).
+  returned: always
+  type: dict
+units_running:
+  description: The units of O(units) that are loaded, enabled and active.
+  returned: always
+  type: list
+  elements: str
+probes_failed:
+  description: The names of the probes of O(probes) that did not answer as wanted.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import pwd
+import re
+import socket
+import ssl
+import subprocess
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.lakehouse_files import sha256_recorded
+
+PROBE_TIMEOUT = 5  # seconds per probe, tried once: the engine's bounded wait retries
+
+
+def packages_missing(module: AnsibleModule, names: list[str]) -> list[str]:
+    if not names:
+        return []
+    rc, out, _ = module.run_command(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *names])
+    installed = {line.split()[0] for line in out.splitlines() if line.endswith(" installed")}
+    return [name for name in names if name not in installed]
+
+
+def user_matches(wanted: dict | None) -> bool:
+    if not wanted:
+        return True
+    try:
+        entry = pwd.getpwnam(wanted["name"])
+    except KeyError:
+        return False
+    if (entry.pw_dir, entry.pw_shell) != (wanted["home"], wanted["shell"]):
+        return False
+    with open("/etc/shadow") as shadow:
+        for line in shadow:
+            name, _, rest = line.partition(":")
+            if name == wanted["name"]:
+                return rest.startswith("!")
+    return False
+
+
+def unit_states(module: AnsibleModule, units: list[str]) -> dict[str, dict]:
+    if not units:
+        return {}
+    rc, out, err = module.run_command(["systemctl", "show", "-p", "Id,LoadState,UnitFileState,ActiveState", *units])
+    if rc != 0:
+        module.fail_json(msg=f"systemctl show failed: {err.strip()}", rc=rc)
+    states = {}
+    for unit, block in zip(units, out.strip().split("\n\n"), strict=False):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        states[unit] = {
+            "loaded": props.get("LoadState") == "loaded",
+            "enabled": props.get("UnitFileState") == "enabled",
+            "active": props.get("ActiveState") == "active",
+        }
+    return states
+
+
+def probe_answers(probe: dict) -> bool:
+    try:
+        if probe["url"]:
+            context = ssl.create_default_context(cafile=probe["ca_path"]) if probe["url"].startswith("https") else None
+            with urllib.request.urlopen(probe["url"], timeout=PROBE_TIMEOUT, context=context) as response:  # noqa: S310
+                body = response.read(1 << 20).decode(errors="replace")
+                return response.status == 200 and re.search(probe["match"], body) is not None
+        if probe["port"]:
+            with socket.create_connection((probe["host"], probe["port"]), timeout=PROBE_TIMEOUT):
+                return True
+        if probe["command"]:
+            return subprocess.run(probe["command"], capture_output=True, timeout=PROBE_TIMEOUT * 2).returncode == 0
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return False
+    return False
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "packages": {"type": "list", "elements": "str", "default": []},
+            "user": {
+                "type": "dict",
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "home": {"type": "str", "required": True},
+                    "shell": {"type": "str", "default": "/usr/sbin/nologin"},
+                },
+            },
+            "artifacts": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {"path": {"type": "str", "required": True}, "sha256": {"type": "str", "required": True}},
+            },
+            "paths": {"type": "list", "elements": "str", "default": []},
+            "units": {"type": "list", "elements": "str", "default": []},
+            "probes": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "url": {"type": "str"},
+                    "match": {"type": "str", "default": ""},
+                    "ca_path": {"type": "path"},
+                    "host": {"type": "str"},
+                    "port": {"type": "int"},
+                    "command": {"type": "list", "elements": "str"},
+                },
+            },
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    record = not module.check_mode  # check mode writes nothing, not even a digest record
+    units = unit_states(module, p["units"])
+    module.exit_json(
+        changed=False,
+        packages_missing=packages_missing(module, p["packages"]),
+        user_matches=user_matches(p["user"]),
+        artifacts_missing=[
+            a["path"]
+            for a in p["artifacts"]
+            if not os.path.isfile(a["path"]) or sha256_recorded(a["path"], record=record) != a["sha256"]
+        ],
+        paths_missing=[path for path in p["paths"] if not os.path.lexists(path)],
+        units=units,
+        units_running=[unit for unit, state in units.items() if all(state.values())],
+        probes_failed=[probe["name"] for probe in p["probes"] if not probe_answers(probe)],
+    )
+
+
+if __name__ == "__main__":
+    main()
