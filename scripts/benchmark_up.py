@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `lakehouse up` against its floor: cold, no-op, one host against eight, a fresh cache.
 
-    .venv/bin/python scripts/benchmark_up.py [-i INVENTORY] [--runs N] [--hosts-8 INVENTORY] [--fresh]
+    .venv/bin/python scripts/benchmark_up.py [-i INVENTORY] [--runs N] [--cold-runs N] [--hosts-8 INVENTORY] [--fresh]
 
 Prints, in one run:
 1. setup by step, as scripts/setup.sh recorded it the last time each step had work to do
@@ -9,13 +9,13 @@ Prints, in one run:
 2. with --fresh, the `make up` phases on an empty cache: setup (Python environment and the
    Kubernetes tooling check; the Docker engine and Debian packages stay installed), artifacts
    (fetched and built), converge, verify;
-3. cold `up` with a warm artifact cache (the sandbox hosts removed first), median of --runs;
+3. cold `up` with a warm artifact cache (the sandbox hosts removed first), median of --cold-runs;
 4. the floor of a cold `up`, read from the sandbox host after it: every archive's unpack time
    (tar or unzip on the host), the Debian packages' install span (/var/log/dpkg.log), and each
    unit's start-to-ready time from the journal (systemd's start of the unit to the service's own
    "ready" line); summed, as if nothing ran in parallel;
 5. no-op `up`, median of --runs, each with `changed=0`;
-6. cold `up` of the eight-host inventory (one host for the query path, seven Trino workers)
+6. cold `up` (median of --cold-runs) of the eight-host inventory (one host for the query path, seven Trino workers)
    against the one-host sandbox, and the memory each host uses.
 
 Downloads and builds are never timed except under --fresh. The one-host sandbox is left up;
@@ -49,12 +49,15 @@ SITE_DONE = re.compile(r"site\.yml: done, (\d+) tasks, hosts ok=\d+ changed=(\d+
 READY_LINES = {
     "lakehouse-minio.service": r"API: |S3-API: ",
     "lakehouse-postgresql.service": r"database system is ready to accept connections",
-    "lakehouse-iceberg-catalog.service": r"started in [0-9.]+s",
+    "lakehouse-postgresql-exporter.service": r"Listening on",
+    "lakehouse-nessie.service": r"started in [0-9.]+s",
     "lakehouse-trino.service": r"SERVER STARTED",
     "lakehouse-prometheus.service": r"Server is ready to receive web requests",
     "lakehouse-node-exporter.service": r"Listening on",
 }
-SYSTEMD_UNIT_STARTING = "7d4958e842da4a758f6c1cdc7b36dcc5"  # journal MESSAGE_ID of "Starting <unit>"
+# journal MESSAGE_IDs of systemd's "Starting <unit>" and "Started <unit>" (a unit without a
+# start-up step logs only the second).
+SYSTEMD_STARTING, SYSTEMD_STARTED = "7d4958e842da4a758f6c1cdc7b36dcc5", "39f53479d3a045ac8e11786248231fbf"
 
 
 def run(*command: str, env: dict | None = None, cwd: Path = REPO) -> tuple[float, str]:
@@ -142,10 +145,12 @@ def start_to_ready(host: str) -> dict[str, float | None]:
     for line in out.splitlines():
         entry = json.loads(line)
         stamp = int(entry["__REALTIME_TIMESTAMP"])
-        unit = entry.get("UNIT") if entry.get("MESSAGE_ID") == SYSTEMD_UNIT_STARTING else None
-        if unit in READY_LINES:
-            starts[unit] = stamp
-            ready.pop(unit, None)
+        message_id, unit = entry.get("MESSAGE_ID"), entry.get("UNIT")
+        if unit in READY_LINES and message_id in (SYSTEMD_STARTING, SYSTEMD_STARTED):
+            # A start is its "Starting" line, or its "Started" line when no "Starting" came first.
+            if message_id == SYSTEMD_STARTING or unit not in starts or unit in ready:
+                starts[unit] = stamp
+                ready.pop(unit, None)
             continue
         own = entry.get("_SYSTEMD_UNIT")
         message = entry.get("MESSAGE")
@@ -261,7 +266,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", default="inventories/sandbox", help="the one-host sandbox")
     parser.add_argument("--hosts-8", default="inventories/sandbox-8", help="the eight-host sandbox ('' to skip)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per median (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per no-op median (default 3)")
+    parser.add_argument("--cold-runs", type=int, default=3, help="runs per cold-up median (default 3)")
     parser.add_argument("--fresh", action="store_true", help="also time make up's phases on an empty cache")
     args = parser.parse_args()
 
@@ -278,7 +284,7 @@ def main() -> int:
         seconds, last_start[0] = cold_up(args.inventory)
         return seconds
 
-    cold = median_run("cold up, warm artifact cache (1 host)", args.runs, one_cold)
+    cold = median_run("cold up, warm artifact cache (1 host)", args.cold_runs, one_cold)
     host = hosts_of(args.inventory)[0]
     floor = print_floor(host, last_start[0])
     noop = median_run("no-op up (changed=0)", args.runs, lambda: noop_up(args.inventory))
@@ -289,7 +295,7 @@ def main() -> int:
 
     if args.hosts_8:
         lakehouse("down", args.inventory)  # the eight hosts get the machine to themselves
-        eight = median_run("cold up, warm artifact cache (8 hosts)", args.runs, lambda: cold_up(args.hosts_8)[0])
+        eight = median_run("cold up, warm artifact cache (8 hosts)", args.cold_runs, lambda: cold_up(args.hosts_8)[0])
         print(f"{'8 hosts / 1 host':<44} {eight / cold:7.2f}")
         for line in host_memory(hosts_of(args.hosts_8)):
             print(f"memory, 8 hosts: {line}")

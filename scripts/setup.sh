@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares this machine as a lakehouse controller and test bench. Idempotent: every
 # step checks before it acts, so both README commands run it first at no cost.
-#   1. the project virtual environment, from the pinned requirements.txt
+#   1. the project virtual environment, from the pinned requirements.txt (and, for an
+#      inventory, the artifact cache filled in the background)
 #   2. the Docker engine (installed if missing, started if not running)
 #   3. the Debian 12 systemd test host image (rebuilt only when its recipe changes)
 #   4. the Helm CLI, the test Kubernetes control plane and the real test node's kubelet,
@@ -56,6 +57,19 @@ if [ ! -f "$venv/.complete" ]; then
   timed "python environment" create_venv
 fi
 ln -sfn "$venv" .venv
+
+# 1b. An inventory's setup (`make up`): the artifact cache is filled in the background, niced,
+#     while the Docker engine and the test host image are prepared and the converge begins; the
+#     converge's own fetch of an artifact waits for the fill's (one lock per artifact). Skipped
+#     once a fill of this artifact table has finished.
+table_hash="$(sha256sum roles/lakehouse/defaults/main/artifacts.yml | cut -c1-12)"
+filled="$cache/artifacts/.filled-$table_hash"
+if [ -n "${SETUP_INVENTORY:-}" ] && [ ! -f "$filled" ] && ! pgrep -f "playbooks/artifacts[.]yml" >/dev/null; then
+  mkdir -p "$cache/artifacts"
+  log "filling the artifact cache in the background (log $cache/artifacts-fill.log)"
+  setsid nohup nice bash -c '.venv/bin/ansible-playbook -i "$1" playbooks/artifacts.yml && touch "$2"' _ \
+    "$SETUP_INVENTORY" "$filled" >"$cache/artifacts-fill.log" 2>&1 </dev/null &
+fi
 
 # 2. Docker engine.
 if ! docker info >/dev/null 2>&1; then
