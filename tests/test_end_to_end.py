@@ -99,6 +99,22 @@ def test_second_up_changes_nothing(site):
     assert summary and summary.group(1) == "0", f"a second up changed hosts:\n{output[-3000:]}"
 
 
+@pytest.mark.parametrize(
+    ("bad_value", "message"),
+    [
+        ("trino_port=9000", "port 9000 is taken by each of minio_s3_port, trino_port"),
+        ("minio_s3_port=70000", "minio_s3_port: '70000' is not a port number from 1 to 65535"),
+    ],
+)
+def test_a_bad_value_changes_nothing_and_the_site_keeps_serving(site, bad_value, message):
+    result = site.lakehouse("up", "-e", bad_value)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and message in output, output[-4000:]
+    summary = re.search(r"site\.yml: FAILED, \d+ tasks, hosts ok=\d+ changed=(\d+)", output)
+    assert summary and summary.group(1) == "0", output[-3000:]
+    assert round_trip(site.verify()) == ROUND_TRIP
+
+
 def test_switching_only_the_catalog_type_to_jdbc_verifies_green(site):
     up(site, "jdbc")
     verified = site.verify()

@@ -91,7 +91,7 @@ def changed_count(output: str) -> int:
         pytest.param(
             "minio_tls_cert_path: /nonexistent/minio.crt\nminio_tls_key_path: /nonexistent/minio.key\n",
             {},
-            "missing: /nonexistent/minio.crt, /nonexistent/minio.key",
+            "minio_tls_cert_path /nonexistent/minio.crt, minio_tls_key_path /nonexistent/minio.key",
             id="missing-tls-files",
         ),
         pytest.param("minio_buckets: [{name: Bad_Bucket}]\n", {}, "S3 naming rules", id="bad-bucket-name"),

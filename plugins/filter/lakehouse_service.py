@@ -48,6 +48,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if REPO not in sys.path:
     sys.path.append(REPO)
 from module_utils.lakehouse_files import artifact_path  # noqa: E402
+from module_utils.lakehouse_names import port_number  # noqa: E402
 
 REQUIRED = object()
 NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
@@ -139,10 +140,10 @@ def _name(where: str, value: str) -> str:
 
 
 def _port_number(where: str, value) -> int:
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or not 0 < int(text) < 65536:
+    number = port_number(value)
+    if number is None:
         raise AnsibleFilterError(f"{where}: `{value}` is not a port number from 1 to 65535")
-    return int(text)
+    return number
 
 
 def _bool(value) -> bool:

@@ -12,6 +12,8 @@ description:
   - Looked up in this order. An external service declared in the inventory, C(lakehouse_contracts[<term>])
     (for example a managed PostgreSQL or an S3 endpoint that no role installs). The fact
     C(lakehouse_published[<term>]) of the first host of O(group) that has it, when that host ran in this play.
+    The contract that host's role will publish in this run, C(__lakehouse_planned[<term>]), as the site
+    preflight (C(playbooks/preflight.yml)) planned it, so every layer's checks run before the first change.
     The JSON file that host's role wrote on the controller, C(<state dir>/contracts/<host>/<term>.json),
     so a run limited to consumers still finds it.
   - Every contract found is checked against its layer's schema
@@ -109,24 +111,30 @@ class LookupModule(LookupBase):
         external = self._templar.template(variables.get("lakehouse_contracts") or {})
         if service in external:
             return external[service], f"the inventory (lakehouse_contracts.{service})"
-        # A host's fact from this play first, then the file of any host.
-        for sources in (("fact",), ("file",)):
+        # A host's fact from this run first, then what a host plans to publish, then the file of any host.
+        for sources in (("fact",), ("planned",), ("file",)):
             for _host, contract, source in self._published(service, group, variables, sources):
                 return contract, source
         return None, None
 
-    def _published(self, service, group, variables, sources=("fact", "file")):
+    def _published(self, service, group, variables, sources=("fact", "planned", "file")):
         """(host, contract, where it came from) for each host of `group` that published one: its
-        fact when it ran in this play, else the file it wrote on the controller."""
+        fact when it ran in this run, else the contract the site preflight planned for it, else the
+        file it wrote on the controller."""
         hostvars = variables.get("hostvars", {})
         state_dir = self.get_option("state_dir")
         state_dir = os.path.expanduser(self._templar.template(state_dir)) if state_dir else None
         for host in variables.get("groups", {}).get(group, []):
-            fact = (hostvars.get(host, {}).get("lakehouse_published") or {}).get(service)
+            facts = hostvars.get(host, {})
+            fact = (facts.get("lakehouse_published") or {}).get(service)
             if fact and "fact" in sources:
                 yield host, self._templar.template(fact), f"{host} (its lakehouse_published fact)"
                 continue
-            if fact or "file" not in sources or not state_dir:
+            planned = (facts.get("__lakehouse_planned") or {}).get(service)
+            if planned and not fact and "planned" in sources:
+                yield host, self._templar.template(planned), f"{host} (the contract the site preflight planned)"
+                continue
+            if fact or planned or "file" not in sources or not state_dir:
                 continue
             path = os.path.join(state_dir, "contracts", host, f"{service}.json")
             if os.path.exists(path):

@@ -1,41 +1,17 @@
-"""Jinja tests shared by the lakehouse roles."""
+"""Jinja tests shared by the lakehouse roles (the rules themselves: module_utils/lakehouse_names.py)."""
 
 from __future__ import annotations
 
-import ipaddress
-from urllib.parse import urlsplit
+import os
+import sys
 
-
-def is_ip_literal(value) -> bool:
-    """True when value (a host name, host:port or URL) names its host by an IP address."""
-    text = str(value).strip()
-    host = urlsplit(text).hostname if "://" in text else text
-    if not host:
-        return False
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif host.count(":") == 1:  # host:port
-        host = host.split(":", 1)[0]
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def is_network_cidr(value) -> bool:
-    """True when value is an address range in CIDR notation: a network address with a prefix
-    length, without host bits set, wider than one host (a bare address, /32 or /128 is not)."""
-    text = str(value).strip()
-    if "/" not in text:
-        return False
-    try:
-        network = ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        return False
-    return network.num_addresses > 1
+# Ansible puts no controller-side shared code on the path: the repository root holds module_utils/.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:
+    sys.path.append(REPO)
+from module_utils.lakehouse_names import is_dns_name, is_ip_literal, is_network_cidr  # noqa: E402
 
 
 class TestModule:
     def tests(self):
-        return {"lakehouse_ip": is_ip_literal, "lakehouse_cidr": is_network_cidr}
+        return {"lakehouse_ip": is_ip_literal, "lakehouse_cidr": is_network_cidr, "lakehouse_dns_name": is_dns_name}

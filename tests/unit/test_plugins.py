@@ -25,6 +25,7 @@ def load(relative: str):
 secret_plugin = load("plugins/lookup/lakehouse_secret.py")
 test_plugin = load("plugins/test/lakehouse.py")
 filter_plugin = load("plugins/filter/lakehouse.py")
+preflight_plugin = load("plugins/filter/lakehouse_preflight.py")
 
 
 def test_secret_is_generated_once_with_private_modes(tmp_path):
@@ -138,6 +139,54 @@ def test_ip_literal_detection(value, expected):
 )
 def test_cidr_detection(value, expected):
     assert test_plugin.is_network_cidr(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("metal-1.sandbox.lakehouse.test", True),
+        ("minio", True),
+        ("trino.company.internal.", True),  # the root's trailing dot
+        ("query_1.lakehouse.test", False),  # an underscore
+        ("-minio.lakehouse.test", False),
+        ("a" * 64 + ".test", False),  # a label longer than 63
+        ("192.0.2.10", False),
+        ("", False),
+    ],
+)
+def test_dns_name_detection(value, expected):
+    assert test_plugin.is_dns_name(value) is expected
+
+
+def test_input_problems_name_each_variable_at_fault(tmp_path):
+    cert = tmp_path / "tls.crt"
+    cert.write_text("x")
+    problems = preflight_plugin.input_problems(
+        {
+            "names": {"minio_server_name": "192.0.2.1", "minio_extra_names": ["ok.lakehouse.test", "bad_name"]},
+            "ports": {"minio_s3_port": 70000, "minio_console_port": "9001", "trino_port": True},
+            "tls_files": {"minio_tls_cert_path": str(cert), "minio_tls_key_path": ""},
+        }
+    )
+    assert problems == [
+        "minio_server_name: 192.0.2.1 is an IP literal; IP literals are not allowed in contracts or certificates,"
+        " name the host by DNS",
+        "minio_extra_names: 'bad_name' is not a valid DNS name (labels of letters, digits, hyphens)",
+        "minio_s3_port: '70000' is not a port number from 1 to 65535",
+        "trino_port: 'True' is not a port number from 1 to 65535",
+        "user-supplied TLS needs minio_tls_cert_path, minio_tls_key_path; unset: minio_tls_key_path",
+    ]
+    assert preflight_plugin.input_problems({"names": {"x": "ok.lakehouse.test"}, "ports": {"p": "443"}}) == []
+
+
+def test_port_clashes_are_reported_per_host():
+    clashes = preflight_plugin.port_clashes(
+        {
+            "metal-1.lakehouse.test": {"minio_s3_port": 9000, "trino_port": "9000", "prometheus_port": 9090},
+            "metal-2.lakehouse.test": {"minio_s3_port": 9000, "postgresql_port": "many"},
+        }
+    )
+    assert clashes == ["metal-1.lakehouse.test: port 9000 is taken by each of minio_s3_port, trino_port"]
 
 
 def test_artifact_path_is_versioned():
