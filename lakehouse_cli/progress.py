@@ -147,9 +147,11 @@ class Progress:
     def _failed(self, data: dict, unreachable: bool) -> None:
         host = data.get("host", "")
         self._mark(host, "failed")
-        message = _one_line(_failure_message(data.get("res") or {}))
-        if self.failure is None:
-            self.failure = Failure(self.task or data.get("task", ""), host, message, unreachable)
+        # Long enough for a service's own last log lines, which the engine reports when it fails.
+        message = _one_line(_failure_message(data.get("res") or {}), limit=1500)
+        # The last failure is the one that stopped the run: an earlier one may have been rescued
+        # (the engine's health gate fails the start, restores, then fails with the reason).
+        self.failure = Failure(self.task or data.get("task", ""), host, message, unreachable)
         what = "UNREACHABLE" if unreachable else "FAILED"
         self._plain(f"  {what}: {host}: {message}")
 

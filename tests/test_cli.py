@@ -346,6 +346,24 @@ def test_plain_progress_and_the_failed_task():
     assert reason == 'task "Manage users" failed on h1 in playbooks/site.yml: no way'
 
 
+def test_the_reason_is_the_failure_that_stopped_the_run_not_a_rescued_one():
+    progress = Progress(out=io.StringIO(), mode="plain")
+    progress.start("site.yml")
+    for item in [
+        event("playbook_on_task_start", task="Wait until ready"),
+        event("runner_on_failed", host="h1", res={"msg": "non-zero return code"}),
+        event("playbook_on_task_start", task="Put back the files"),
+        event("runner_on_ok", host="h1", res={"changed": True}),
+        event("playbook_on_task_start", task="Fail with the reason"),
+        event("runner_on_failed", host="h1", res={"msg": "postgresql did not become ready; " + "x" * 600}),
+    ]:
+        progress(item)
+    progress.finish("failed")
+    reason = failure_reason(Invocation("playbooks/site.yml", "inv"), Outcome("failed", 2, progress.failure, []))
+    assert reason.startswith('task "Fail with the reason" failed on h1 in playbooks/site.yml: postgresql did not')
+    assert reason.endswith("x" * 600), "a service's log lines are not cut short"
+
+
 def test_unreachable_and_error_reasons():
     progress = Progress(out=io.StringIO(), mode="plain")
     progress.start("site.yml")

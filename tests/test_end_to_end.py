@@ -115,6 +115,24 @@ def test_a_bad_value_changes_nothing_and_the_site_keeps_serving(site, bad_value,
     assert round_trip(site.verify()) == ROUND_TRIP
 
 
+def test_a_change_that_keeps_a_service_from_starting_is_undone_and_reported(site):
+    """A value no preflight can judge (a PostgreSQL setting PostgreSQL itself refuses at start):
+    the engine puts the previous configuration back, restarts the service and fails with its log."""
+    broken = '{"postgresql_extra_settings": {"max_connections": "lots"}}'
+    result = site.lakehouse("up", "-e", broken)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-4000:]
+    assert "postgresql did not become ready after this run's change; the previous files and links were put back" in (
+        output
+    ), output[-4000:]
+    assert 'invalid value for parameter "max_connections": "lots"' in output, output[-4000:]
+    assert round_trip(site.verify()) == ROUND_TRIP
+    # What was put back is what the next run finds: nothing to change.
+    again = up(site, "rest")
+    summary = re.search(r"site\.yml: done, \d+ tasks, hosts ok=\d+ changed=(\d+)", again)
+    assert summary and summary.group(1) == "0", again[-3000:]
+
+
 def test_switching_only_the_catalog_type_to_jdbc_verifies_green(site):
     up(site, "jdbc")
     verified = site.verify()

@@ -100,6 +100,47 @@ def test_an_unknown_owner_fails_naming_it(run_module, tmp_path):
     assert "no-such-lakehouse-user" in refused.value.result["msg"]
 
 
+def test_restore_puts_back_exactly_what_the_last_changing_call_changed(run_module, tmp_path, tree):
+    previous = tmp_path / "previous"
+    run_module(MODULE, tree | {"previous_dir": str(previous)})
+    conf = tmp_path / "etc" / "svc"
+    (conf / "a.conf").chmod(0o600)  # the working state: a mode of its own, kept too
+    # A change of one file, one new file and a new program version.
+    tree["files"][0]["content"] = "a = broken\n"
+    tree["files"].append(entry(conf / "b.conf", content="b = 1\n", tag="config"))
+    tree["links"][0]["src"] = "/opt/svc/2.0/svc"
+    changed = run_module(MODULE, tree | {"previous_dir": str(previous)})
+    assert changed["changed_tags"] == ["config", "program"]
+    assert oct(previous.stat().st_mode & 0o777) == "0o700"
+    # A later call that changes nothing keeps what the changing call kept.
+    assert not run_module(MODULE, tree | {"previous_dir": str(previous)})["changed"]
+
+    assert run_module(MODULE, {"restore": [str(previous)]}, check_mode=True)["changed"]
+    assert (conf / "a.conf").read_text() == "a = broken\n", "check mode restores nothing"
+    restored = run_module(MODULE, {"restore": [str(previous)]})
+    assert sorted(restored["changed_paths"]) == sorted(
+        [str(conf / "a.conf"), str(conf / "b.conf"), str(tmp_path / "svc")]
+    )
+    assert restored["changed_tags"] == ["config", "program"]
+    assert (conf / "a.conf").read_text() == "a = 1\n" and oct((conf / "a.conf").stat().st_mode & 0o777) == "0o600"
+    assert not (conf / "b.conf").exists(), "a file the change added is removed again"
+    assert os.readlink(tmp_path / "svc") == "/opt/svc/1.0/svc"
+    assert (tmp_path / "svc.service").read_text() == "[Service]\n", "what the change left alone stays"
+    assert not previous.exists()
+    assert not run_module(MODULE, {"restore": [str(previous)]})["changed"], "restored once, then forgotten"
+
+
+def test_restore_excludes_writing(run_module, tmp_path, tree):
+    with pytest.raises(ModuleExit) as refused:
+        run_module(MODULE, tree | {"restore": [str(tmp_path / "previous")]})
+    assert "mutually exclusive" in refused.value.result["msg"]
+
+
+def test_check_mode_keeps_nothing(run_module, tmp_path, tree):
+    run_module(MODULE, tree | {"previous_dir": str(tmp_path / "previous")}, check_mode=True)
+    assert not (tmp_path / "previous").exists()
+
+
 def test_the_recorded_sha256_is_trusted_only_while_the_file_is_unchanged(tmp_path, monkeypatch):
     artifact = tmp_path / "tool"
     artifact.write_bytes(b"one")
