@@ -178,6 +178,63 @@ def metrics_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterato
             yield _http_refused(url, probe.request(url, contract.ca), (401, 403))
 
 
+@check(None, "metrics refuse a wrong credential", when=has_authenticated_metrics)
+def metrics_wrong_credential_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    """Every metrics endpoint with credentials refuses its user with another password (basic auth),
+    or a token nobody signed (bearer)."""
+    wrong = secrets.token_urlsafe(16)
+    for url, (_, target) in monitoring.expected([contract]).items():
+        metric = contract.data["metrics"][target["metric"]]
+        if metric["auth"] == "basic":
+            headers = probe.basic_auth(ctx.user(contract, metric["credentials"]), wrong)
+        elif metric["auth"] == "bearer":
+            headers = {"Authorization": f"Bearer {wrong}"}
+        else:
+            continue
+        yield _http_refused(url, probe.request(url, contract.ca, headers=headers), (401, 403))
+
+
+def tls_endpoints(contract: Contract) -> dict[tuple[str, int], str]:
+    """The (host, port) of every TLS endpoint the contract names (its endpoints, readiness and metrics
+    URLs), each with its scheme: https, or postgresql (TLS after PostgreSQL's SSLRequest). Only for
+    services of the lakehouse: a contract with the lakehouse CA, not a cloud provider's service."""
+    if contract.ca is None or contract.data.get("implementation") == "aws-glue":
+        return {}
+    urls = [endpoint["url"] for endpoint in contract.data.get("endpoints") or []]
+    urls += [contract.readiness_url or ""] + [metric["url"] for metric in contract.data.get("metrics") or []]
+    found = {}
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme in ("https", "postgresql") and parts.hostname:
+            default = 443 if parts.scheme == "https" else 5432
+            found.setdefault((parts.hostname, parts.port or default), parts.scheme)
+    if server := contract.postgresql:
+        found.setdefault(server, "postgresql")
+    return found
+
+
+def _tls_outcomes(contract: Contract, test: Callable[..., tuple[bool, str]], schemes: tuple[str, ...]):
+    for (host, port), scheme in sorted(tls_endpoints(contract).items()):
+        if scheme in schemes:
+            ok, detail = test(host, port, postgresql=scheme == "postgresql")
+            yield Outcome(f"{scheme}://{host}:{port}", ok, detail)
+
+
+@check(None, "TLS 1.1 and below refused", when=lambda contract: bool(tls_endpoints(contract)))
+def old_tls_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    yield from _tls_outcomes(contract, probe.old_tls_refused, ("https", "postgresql"))
+
+
+@check(None, "certificate refused without the lakehouse CA", when=lambda contract: bool(tls_endpoints(contract)))
+def untrusted_without_ca(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    yield from _tls_outcomes(contract, probe.untrusted_without_ca, ("https", "postgresql"))
+
+
+@check(None, "plain HTTP refused", when=lambda contract: "https" in tls_endpoints(contract).values())
+def plain_http_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    yield from _tls_outcomes(contract, probe.plain_http_refused, ("https",))
+
+
 # --- object storage (S3) ---------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """One bounded attempt (5 s, never retried) at a published endpoint, trusting only the contract's CA:
-an HTTPS request, or a PostgreSQL login over TLS (verify-full)."""
+an HTTPS request, a PostgreSQL login over TLS (verify-full), or a bare TLS handshake that must be refused."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import json
 import re
 import socket
 import ssl
+import struct
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,3 +191,70 @@ def _postgresql_health(host: str, port: int, ca: Path | None) -> tuple[bool, str
             return True, "ready (auth required)" if kind == "password" else "ready (pg_hba.conf refuses this client)"
         return False, f"unreachable ({postgresql_reason(err)})"
     return True, "healthy"
+
+
+# --- TLS refusals: what a client without the lakehouse CA, or offering an old protocol, gets ---------
+
+# PostgreSQL's SSLRequest: a connection starts in plain text and asks the server to switch to TLS.
+POSTGRESQL_SSL_REQUEST = struct.pack("!II", 8, 80877103)
+OLD_TLS = ("TLSv1", "TLSv1_1")
+
+
+def handshake(host: str, port: int, tls: ssl.SSLContext, postgresql: bool = False) -> str | None:
+    """One TLS handshake (after PostgreSQL's SSLRequest for a PostgreSQL server): None when it
+    succeeds, else OpenSSL's reason (e.g. TLSV1_ALERT_PROTOCOL_VERSION, CERTIFICATE_VERIFY_FAILED)."""
+    try:
+        with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
+            if postgresql:
+                raw.sendall(POSTGRESQL_SSL_REQUEST)
+                if raw.recv(1) != b"S":
+                    return "the server offers no TLS"
+            with tls.wrap_socket(raw, server_hostname=host):
+                return None
+    except ssl.SSLError as err:
+        return err.reason or SSL_NOISE.sub("", str(err))
+    except OSError as err:
+        return err.strerror or type(err).__name__
+
+
+def old_tls_refused(host: str, port: int, postgresql: bool = False) -> tuple[bool, str]:
+    """Whether the server refuses, with its protocol-version alert, a client offering only TLS 1.0,
+    then only TLS 1.1 (the client is let to offer them: OpenSSL's security level 0)."""
+    for name in OLD_TLS:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE  # the version is tested, not the certificate
+        tls.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with warnings.catch_warnings():  # the very versions under test are deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tls.minimum_version = tls.maximum_version = getattr(ssl.TLSVersion, name)
+        reason = handshake(host, port, tls, postgresql)
+        if reason is None:
+            return False, f"ACCEPTED {name.replace('_', '.')}"
+        if reason != "TLSV1_ALERT_PROTOCOL_VERSION":
+            return False, f"{name.replace('_', '.')}: no protocol-version alert ({reason})"
+    return True, "TLS 1.0 and 1.1 refused (protocol version alert)"
+
+
+def untrusted_without_ca(host: str, port: int, postgresql: bool = False) -> tuple[bool, str]:
+    """Whether a client that trusts only the system's public CAs refuses the server's certificate."""
+    reason = handshake(host, port, ssl.create_default_context(), postgresql)
+    if reason is None:
+        return False, "ACCEPTED by the system's CAs"
+    return reason == "CERTIFICATE_VERIFY_FAILED", reason
+
+
+def plain_http_refused(host: str, port: int, postgresql: bool = False) -> tuple[bool, str]:
+    """Whether an HTTP request in plain text gets no success: a 4xx, a TLS alert or a closed connection
+    (a PostgreSQL server's plain text is refused by its pg_hba.conf; the catalog_db checks see to that)."""
+    try:
+        with socket.create_connection((host, port), timeout=TIMEOUT) as raw:
+            raw.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            answer = raw.recv(64)
+    except OSError as err:
+        return True, f"connection ended ({err.strerror or type(err).__name__})"
+    if not answer:
+        return True, "connection closed"
+    if not answer.startswith(b"HTTP/"):
+        return True, "answered in TLS, not HTTP"
+    status = answer.split(b" ", 2)[1].decode(errors="replace") if answer.count(b" ") >= 1 else "?"
+    return not status.startswith(("1", "2", "3")), f"HTTP {status} in plain text"

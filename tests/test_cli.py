@@ -406,7 +406,7 @@ def test_a_failed_playbook_exits_with_one_line_naming_the_task(tmp_path):
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("lakehouse: ")
-    assert 'task "Refuse an IP literal as MinIO endpoint" failed on preflight.lakehouse.test' in lines[0]
+    assert 'task "Check the names, ports and TLS files" failed on preflight.lakehouse.test' in lines[0]
     assert "IP literals are not allowed" in lines[0]
     assert "Sup3rS3cret9" not in result.stdout + result.stderr
     assert "ansible-playbook -i" in result.stdout  # the equivalent plain command, secrets masked
@@ -433,13 +433,20 @@ def test_status_without_contracts_says_what_to_do(tmp_path, dirs):
 
 
 def test_checks_are_registered_per_service():
-    assert [c.name for c in COMMON_CHECKS] == ["readiness", "metrics refuse an anonymous scrape"]
+    assert [c.name for c in COMMON_CHECKS] == [
+        "readiness",
+        "metrics refuse an anonymous scrape",
+        "metrics refuse a wrong credential",
+        "TLS 1.1 and below refused",
+        "certificate refused without the lakehouse CA",
+        "plain HTTP refused",
+    ]
     assert [c.name for c in CHECKS["object_storage"]] == [
         "anonymous access refused",
         "default credentials refused",
         "put/get/delete round trip",
     ]
-    # readiness, and the anonymous scrape for a contract whose metrics ask for credentials
+    # readiness, the metrics refusals and the TLS refusals, for a contract with such endpoints
     assert [c.name for c in checks_for("query_worker")] == [c.name for c in COMMON_CHECKS]
     assert [c.name for c in checks_for("unknown_service")] == [c.name for c in COMMON_CHECKS]
 
@@ -497,6 +504,10 @@ def test_verify_passes_against_a_real_minio(published, minio_tls, warehouse):
     assert set(rows) == {
         "object_storage readiness",
         "object_storage metrics refuse an anonymous scrape",
+        "object_storage metrics refuse a wrong credential",
+        "object_storage TLS 1.1 and below refused",
+        "object_storage certificate refused without the lakehouse CA",
+        "object_storage plain HTTP refused",
         "object_storage anonymous access refused",
         "object_storage default credentials refused",
         "object_storage put/get/delete round trip",
@@ -504,7 +515,10 @@ def test_verify_passes_against_a_real_minio(published, minio_tls, warehouse):
     assert all(" pass" in row for row in rows.values()), out
     assert "403 AccessDenied" in rows["object_storage anonymous access refused"]
     assert "403 InvalidAccessKeyId" in rows["object_storage default credentials refused"]
-    assert lines[-1] == "all 5 checks passed"
+    assert "TLS 1.0 and 1.1 refused (protocol version alert)" in rows["object_storage TLS 1.1 and below refused"]
+    assert "CERTIFICATE_VERIFY_FAILED" in rows["object_storage certificate refused without the lakehouse CA"]
+    assert "HTTP 400 in plain text" in rows["object_storage plain HTTP refused"]
+    assert lines[-1] == "all 9 checks passed"
     assert minio_tls.root_password not in out and minio_tls.root_user not in out
     # The round trip leaves nothing behind, not even a version or a delete marker.
     assert list(warehouse.list_objects("warehouse", recursive=True, include_version=True)) == []
@@ -516,7 +530,7 @@ def test_verify_fails_with_a_wrong_credential(published, minio_tls, dirs):
     code, out, err = run_main("verify", "-i", str(published))
     assert code != 0
     assert len(err.splitlines()) == 1
-    assert err.startswith("lakehouse: 1 of 5 checks failed, first: object_storage put/get/delete round trip at ")
+    assert err.startswith("lakehouse: 1 of 9 checks failed, first: object_storage put/get/delete round trip at ")
     assert "SignatureDoesNotMatch" in err
     round_trip = next(line for line in out.splitlines() if "round trip" in line)
     assert " FAIL (put refused: 403 SignatureDoesNotMatch)" in round_trip

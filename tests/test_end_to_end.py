@@ -12,9 +12,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 from sites import REPO, ROUND_TRIP, Site, refused_anonymously, round_trip, scraped
+
+from lakehouse_cli import probe
 
 HOST = "e2e-1.sandbox.lakehouse.test"
 NETWORK = "lakehouse-e2e"
@@ -62,6 +67,16 @@ def up(site: Site, catalog_type: str) -> str:
     return output
 
 
+def not_ready_within(site: Site, seconds: float) -> list[str]:
+    """The services of the site whose readiness probe still fails after `seconds` (polled, bounded)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        waiting = [contract.service for contract in site.contracts() if not probe.health(contract)[0]]
+        if not waiting or time.monotonic() > deadline:
+            return waiting
+        time.sleep(1)
+
+
 def passed(verified: str, check: str) -> re.Match | None:
     """The row of a check that passed: its endpoint is the match's group 1."""
     return re.search(rf"^{re.escape(check)}\s+(\S+)\s+pass\b", verified, re.M)
@@ -91,6 +106,33 @@ def test_prometheus_scrapes_every_metrics_endpoint_and_those_with_credentials_re
     assert set(scraped(verified)) == expected, verified
     # Nessie's management interface has no authentication (its contract says auth: none).
     assert set(refused_anonymously(verified)) == expected - {f"https://{HOST}:19121/q/metrics"}, verified
+
+
+# Every TLS endpoint of the host: MinIO, PostgreSQL and its exporter, Nessie's two, Trino, the host, Prometheus.
+TLS_ENDPOINTS = {f"https://{HOST}:{port}" for port in (9000, 9187, 19120, 19121, 8443, 9100, 9090)}
+TLS_ENDPOINTS |= {f"postgresql://{HOST}:5432"}
+
+
+def test_every_tls_endpoint_refuses_old_protocols_plain_http_and_clients_without_the_ca(site):
+    verified = site.verify()
+    for check, endpoints in [
+        ("TLS 1.1 and below refused", TLS_ENDPOINTS),
+        ("certificate refused without the lakehouse CA", TLS_ENDPOINTS),
+        ("plain HTTP refused", {url for url in TLS_ENDPOINTS if url.startswith("https")}),
+    ]:
+        rows = re.findall(rf"^\S+ {re.escape(check)}\s+(\S+)\s+pass\b", verified, re.M)
+        assert set(rows) == endpoints, (check, verified)
+
+
+def test_units_are_hardened_and_come_back_after_kill_9(site):
+    report = subprocess.run(
+        [sys.executable, "scripts/reliability_report.py", "-i", str(site.inventory), "--kill", "lakehouse-minio"],
+        cwd=REPO, env=site.env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    exposures = re.findall(rf"^(lakehouse-\S+)\s+{re.escape(HOST)}\s+([0-9.]+)\s+\w+\s+pass$", report.stdout, re.M)
+    assert len(exposures) == 7 and all(float(level) <= 2.0 for _, level in exposures), report.stdout
+    assert re.search(rf"^lakehouse-minio\s+{re.escape(HOST)}\s+[0-9.]+ s\s+main process", report.stdout, re.M)
 
 
 def test_second_up_changes_nothing(site):
@@ -126,6 +168,8 @@ def test_a_change_that_keeps_a_service_from_starting_is_undone_and_reported(site
         output
     ), output[-4000:]
     assert 'invalid value for parameter "max_connections": "lots"' in output, output[-4000:]
+    # PostgreSQL serves again; the catalog, which lost its connections meanwhile, reconnects.
+    assert not_ready_within(site, 120) == []
     assert round_trip(site.verify()) == ROUND_TRIP
     # What was put back is what the next run finds: nothing to change.
     again = up(site, "rest")

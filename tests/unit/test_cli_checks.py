@@ -11,6 +11,7 @@ import os
 import ssl
 import sys
 import threading
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -302,25 +303,35 @@ def test_libpq_refusals_and_reasons(message, kind, reason):
 
 def test_each_service_has_its_checks():
     common = ["readiness"]
+    tls = ["TLS 1.1 and below refused", "certificate refused without the lakehouse CA"]  # every TLS endpoint
+    https = [*tls, "plain HTTP refused"]  # ... and plain HTTP for an HTTPS one
     assert applicable(contract(catalog_db())) == [
         *common,
+        *tls,
         "anonymous access refused",
         "default credentials refused",
         "plain-text connection refused",
         "authenticated round trip",
     ]
-    metrics = "metrics refuse an anonymous scrape"  # for every contract whose metrics ask for credentials
-    assert applicable(contract(rest_catalog())) == [*common, "anonymous access refused", "forged token refused"]
-    assert applicable(contract(jdbc_catalog())) == [*common, "anonymous access refused", "default credentials refused"]
+    # for every contract whose metrics ask for credentials
+    metrics = ["metrics refuse an anonymous scrape", "metrics refuse a wrong credential"]
+    assert applicable(contract(rest_catalog())) == [*common, *https, "anonymous access refused", "forged token refused"]
+    assert applicable(contract(jdbc_catalog())) == [
+        *common,
+        *tls,
+        "anonymous access refused",
+        "default credentials refused",
+    ]
     assert applicable(contract(query())) == [
         *common,
-        metrics,
+        *metrics,
+        *https,
         "anonymous access refused",
         "default credentials refused",
         "workers registered",
         "Iceberg round trip",
     ]
-    assert applicable(contract(query_worker())) == common
+    assert applicable(contract(query_worker())) == [*common, *https]
 
 
 def test_postgresql_checks_are_shared_by_catalog_db_and_the_jdbc_catalog():
@@ -535,3 +546,59 @@ def test_prometheus_targets_are_read_again_until_every_one_is_up(monkeypatch):
     monkeypatch.setattr(checks.time, "monotonic", lambda: next(clock))
     outcomes = list(checks.prometheus_targets_up(Observability(), ctx))
     assert [o.ok for o in outcomes] == [True, False]
+
+
+# --- TLS refusals: each check passes against a strict server and fails against a lax one ---------
+
+
+def tls_server(tls_files, oldest: ssl.TLSVersion, plain: bool = False):
+    """A server on localhost: HTTPS accepting TLS from `oldest` on, or plain HTTP; every answer 200."""
+    _, cert, key = tls_files
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Ok", (http.server.BaseHTTPRequestHandler,), {
+        "do_GET": lambda self: (self.send_response(200), self.send_header("Content-Length", "0"), self.end_headers()),
+        "log_message": lambda self, *args: None,
+    }))  # fmt: skip
+    if not plain:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+        tls.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tls.minimum_version = oldest
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def test_old_tls_is_refused_by_a_strict_server_and_reported_accepted_by_a_lax_one(tls_files):
+    strict, strict_port = tls_server(tls_files, ssl.TLSVersion.TLSv1_2)
+    lax, lax_port = tls_server(tls_files, ssl.TLSVersion.TLSv1)
+    try:
+        assert probe.old_tls_refused("localhost", strict_port) == (
+            True,
+            "TLS 1.0 and 1.1 refused (protocol version alert)",
+        )
+        ok, detail = probe.old_tls_refused("localhost", lax_port)
+        assert not ok and detail.startswith("ACCEPTED TLSv1"), detail
+    finally:
+        strict.shutdown(), lax.shutdown()
+
+
+def test_a_certificate_of_the_lakehouse_ca_is_refused_by_a_client_without_it(tls_files):
+    server, port = tls_server(tls_files, ssl.TLSVersion.TLSv1_2)
+    try:
+        assert probe.untrusted_without_ca("localhost", port) == (True, "CERTIFICATE_VERIFY_FAILED")
+        assert probe.handshake("localhost", port, ssl.create_default_context(cafile=str(tls_files[0]))) is None
+    finally:
+        server.shutdown()
+
+
+def test_plain_http_is_refused_by_an_https_server_and_reported_accepted_by_a_plain_one(tls_files):
+    https, https_port = tls_server(tls_files, ssl.TLSVersion.TLSv1_2)
+    plain, plain_port = tls_server(tls_files, ssl.TLSVersion.TLSv1_2, plain=True)
+    try:
+        ok, detail = probe.plain_http_refused("localhost", https_port)
+        assert ok, detail
+        assert probe.plain_http_refused("localhost", plain_port) == (False, "HTTP 200 in plain text")
+    finally:
+        https.shutdown(), plain.shutdown()

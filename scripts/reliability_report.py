@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""What the lakehouse's metal hosts survive, measured on the sandbox hosts (containers) of an inventory.
+
+    .venv/bin/python scripts/reliability_report.py [-i INVENTORY] [--kill [UNIT ...]]
+
+1. the exposure of every lakehouse unit (`systemd-analyze security`: 0 is best, 10 worst; the
+   lakehouse aims at 2.0 or less), one row per unit and host;
+2. with --kill: for each unit named (all of them when none is), `kill -9` of its main process,
+   then the seconds until systemd has restarted it and every endpoint the host publishes is ready
+   again (each contract's readiness probe, as `lakehouse verify` reads it, and every metrics
+   endpoint answering). Units are killed one at a time, each after the host is ready again.
+
+The TLS refusals (old protocols, plain HTTP, clients without the lakehouse CA, wrong credentials)
+are rows of `lakehouse verify`. Every wait is bounded (READY_SECONDS); exits non-zero when an
+exposure is above MAX_EXPOSURE or a killed service does not come back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lakehouse_cli import contracts, monitoring, probe  # noqa: E402
+from lakehouse_cli.cli import Session  # noqa: E402
+from lakehouse_cli.table import render  # noqa: E402
+
+MAX_EXPOSURE = 2.0
+READY_SECONDS = 300
+POLL_SECONDS = 0.5
+EXPOSURE = re.compile(r"Overall exposure level for \S+: ([0-9.]+) (\w+)")
+
+
+def on_host(host: str, *argv: str) -> str:
+    done = subprocess.run(["docker", "exec", host, *argv], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        sys.exit(f"report: {' '.join(argv)} failed on {host}: {(done.stderr or done.stdout).strip()}")
+    return done.stdout
+
+
+def units(host: str) -> list[str]:
+    listed = on_host(host, "systemctl", "list-units", "--type=service", "--plain", "--no-legend", "lakehouse-*")
+    return sorted(line.split()[0] for line in listed.splitlines() if line.strip())
+
+
+def exposure_table(hosts: list[str]) -> bool:
+    rows, ok = [], True
+    for host in hosts:
+        for unit in units(host):
+            found = EXPOSURE.search(on_host(host, "systemd-analyze", "security", "--no-pager", unit))
+            level, verdict = (float(found.group(1)), found.group(2)) if found else (None, "unknown")
+            passed = level is not None and level <= MAX_EXPOSURE
+            ok &= passed
+            rows.append(
+                (unit, host, f"{level:.1f}" if level is not None else "-", verdict, "pass" if passed else "FAIL")
+            )
+    print(render(("unit", "host", "exposure", "systemd says", f"<= {MAX_EXPOSURE}"), rows))
+    return ok
+
+
+def main_pid(host: str, unit: str) -> str:
+    return on_host(host, "systemctl", "show", "--property=MainPID", "--value", unit).strip()
+
+
+def host_ready(published: list[contracts.Contract]) -> bool:
+    """Every contract of the host passes its readiness probe and every metrics endpoint answers."""
+    if not all(probe.health(contract)[0] for contract in published):
+        return False
+    return all(
+        probe.request(url, contract.ca).status is not None
+        for url, (contract, _) in monitoring.expected(published).items()
+    )
+
+
+def recovery(host: str, unit: str, published: list[contracts.Contract]) -> tuple[float | None, str]:
+    """kill -9 of the unit's main process; the seconds until it runs again and the host is ready."""
+    before = main_pid(host, unit)
+    on_host(host, "systemctl", "kill", "--signal=KILL", "--kill-whom=main", unit)
+    start = time.monotonic()
+    while time.monotonic() - start < READY_SECONDS:
+        pid = main_pid(host, unit)
+        if pid not in ("0", before) and host_ready(published):
+            return time.monotonic() - start, f"main process {before} -> {pid}"
+        time.sleep(POLL_SECONDS)
+    return None, f"not ready within {READY_SECONDS} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-i", "--inventory", default="inventories/sandbox")
+    parser.add_argument("--kill", nargs="*", metavar="UNIT", help="units to kill -9 (none named: every one)")
+    args = parser.parse_args()
+    session = Session(argparse.Namespace(inventory=args.inventory, limit=None, extra_vars=[], verbose=0), sys.stdout)
+    hosts = session.inventory.group_hosts("sandbox")
+    if not hosts:
+        sys.exit(f"report: {args.inventory} has no sandbox hosts (containers) to measure")
+    ok = exposure_table(hosts)
+    if args.kill is not None:
+        found = session.contracts()
+        rows = []
+        for host in hosts:
+            published = [contract for contract in found if contract.host == host]
+            if not host_ready(published):
+                sys.exit(f"report: {host} is not ready before the first kill; run: lakehouse up")
+            for unit in args.kill or units(host):
+                seconds, detail = recovery(host, unit, published)
+                ok &= seconds is not None
+                rows.append((unit, host, f"{seconds:.1f} s" if seconds is not None else "-", detail))
+        print()
+        print(render(("unit killed (kill -9)", "host", "ready again after", "detail"), rows))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
