@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """What the lakehouse's metal hosts survive, measured on the sandbox hosts (containers) of an inventory.
 
-    .venv/bin/python scripts/reliability_report.py [-i INVENTORY] [--kill [UNIT ...]]
+    .venv/bin/python scripts/reliability_report.py [-i INVENTORY] [--kill [UNIT ...]] [--reboot]
 
 1. the exposure of every lakehouse unit (`systemd-analyze security`: 0 is best, 10 worst; the
    lakehouse aims at 2.0 or less), one row per unit and host;
 2. with --kill: for each unit named (all of them when none is), `kill -9` of its main process,
    then the seconds until systemd has restarted it and every endpoint the host publishes is ready
    again (each contract's readiness probe, as `lakehouse verify` reads it, and every metrics
-   endpoint answering). Units are killed one at a time, each after the host is ready again.
+   endpoint answering). Units are killed one at a time, each after the host is ready again;
+3. with --reboot: each host restarted (its container: systemd boots it again), then the seconds
+   until every endpoint it publishes is ready, and the order in which its units became active.
 
 The TLS refusals (old protocols, plain HTTP, clients without the lakehouse CA, wrong credentials)
 are rows of `lakehouse verify`. Every wait is bounded (READY_SECONDS); exits non-zero when an
@@ -91,29 +93,57 @@ def recovery(host: str, unit: str, published: list[contracts.Contract]) -> tuple
     return None, f"not ready within {READY_SECONDS} s"
 
 
+def reboot(host: str, published: list[contracts.Contract]) -> tuple[float | None, str]:
+    """Restart the host; the seconds until it is ready, and its units in the order they became active."""
+    subprocess.run(["docker", "restart", "--time=60", host], capture_output=True, text=True, timeout=120, check=True)
+    start = time.monotonic()
+    while time.monotonic() - start < READY_SECONDS:
+        if host_ready(published):
+            seconds = time.monotonic() - start
+            active = {}
+            for unit in units(host):
+                stamp = on_host(host, "systemctl", "show", "--property=ActiveEnterTimestampMonotonic", "--value", unit)
+                active[unit] = int(stamp.strip() or 0)
+            order = ", ".join(
+                unit.removeprefix("lakehouse-").removesuffix(".service") for unit in sorted(active, key=active.get)
+            )
+            return seconds, order
+        time.sleep(POLL_SECONDS)
+    return None, f"not ready within {READY_SECONDS} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", default="inventories/sandbox")
     parser.add_argument("--kill", nargs="*", metavar="UNIT", help="units to kill -9 (none named: every one)")
+    parser.add_argument("--reboot", action="store_true", help="restart each host and time it until ready")
     args = parser.parse_args()
     session = Session(argparse.Namespace(inventory=args.inventory, limit=None, extra_vars=[], verbose=0), sys.stdout)
     hosts = session.inventory.group_hosts("sandbox")
     if not hosts:
         sys.exit(f"report: {args.inventory} has no sandbox hosts (containers) to measure")
     ok = exposure_table(hosts)
+    found = session.contracts()
+    published = {host: [contract for contract in found if contract.host == host] for host in hosts}
+    if (args.kill is not None or args.reboot) and not all(host_ready(published[host]) for host in hosts):
+        sys.exit("report: a host is not ready before the first failure; run: lakehouse up")
     if args.kill is not None:
-        found = session.contracts()
         rows = []
         for host in hosts:
-            published = [contract for contract in found if contract.host == host]
-            if not host_ready(published):
-                sys.exit(f"report: {host} is not ready before the first kill; run: lakehouse up")
             for unit in args.kill or units(host):
-                seconds, detail = recovery(host, unit, published)
+                seconds, detail = recovery(host, unit, published[host])
                 ok &= seconds is not None
                 rows.append((unit, host, f"{seconds:.1f} s" if seconds is not None else "-", detail))
         print()
         print(render(("unit killed (kill -9)", "host", "ready again after", "detail"), rows))
+    if args.reboot:
+        rows = []
+        for host in hosts:
+            seconds, order = reboot(host, published[host])
+            ok &= seconds is not None
+            rows.append((host, f"{seconds:.1f} s" if seconds is not None else "-", order))
+        print()
+        print(render(("host restarted", "every endpoint ready after", "units active, in order"), rows))
     sys.exit(0 if ok else 1)
 
 

@@ -124,15 +124,18 @@ def test_every_tls_endpoint_refuses_old_protocols_plain_http_and_clients_without
         assert set(rows) == endpoints, (check, verified)
 
 
-def test_units_are_hardened_and_come_back_after_kill_9(site):
+def test_units_are_hardened_and_come_back_after_kill_9_and_a_reboot(site):
     report = subprocess.run(
-        [sys.executable, "scripts/reliability_report.py", "-i", str(site.inventory), "--kill", "lakehouse-minio"],
+        [sys.executable, "scripts/reliability_report.py", "-i", str(site.inventory), "--kill", "lakehouse-minio",
+         "--reboot"],
         cwd=REPO, env=site.env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert report.returncode == 0, report.stdout + report.stderr
     exposures = re.findall(rf"^(lakehouse-\S+)\s+{re.escape(HOST)}\s+([0-9.]+)\s+\w+\s+pass$", report.stdout, re.M)
     assert len(exposures) == 7 and all(float(level) <= 2.0 for _, level in exposures), report.stdout
     assert re.search(rf"^lakehouse-minio\s+{re.escape(HOST)}\s+[0-9.]+ s\s+main process", report.stdout, re.M)
+    rebooted = re.search(rf"^{re.escape(HOST)}\s+[0-9.]+ s\s+(.*)$", report.stdout, re.M)
+    assert rebooted and len(rebooted.group(1).split(", ")) == 7, report.stdout
 
 
 def test_second_up_changes_nothing(site):
