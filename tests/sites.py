@@ -76,6 +76,23 @@ def round_trip(verified: str) -> list[str]:
     return re.findall(r"^query Iceberg round trip\s+\S+\s+pass \((.*)\)\s*$", verified, re.M)
 
 
+# The size of the node's PersistentVolumes that a site creates, and of every volume it asks for.
+VOLUME_SIZE = "1Gi"
+
+
+def volume_size_options() -> list[str]:
+    """Every role option that sizes a volume (`<role>_volume_size`), from the roles' defaults: a
+    service that gains a volume is sized for the node without a change here."""
+    import yaml
+
+    return sorted(
+        name
+        for defaults in REPO.glob("roles/*/defaults/main.yml")
+        for name in yaml.safe_load(defaults.read_text()) or {}
+        if name.endswith("_volume_size")
+    )
+
+
 def node_site(
     root: Path, node, site: str, namespace: str, groups: dict[str, list[str]], metal=(), cluster_vars=None
 ) -> Site:
@@ -109,7 +126,9 @@ def node_site(
         "trino_heap_size": "1G",
         "trino_resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
         "trino_worker_replicas": 1,
-        **{f"{service}_volume_size": "1Gi" for service in ("minio", "postgresql", "trino")},
+        # Every role's volumes fit the node's small PersistentVolumes (a claim larger than every
+        # free volume never binds, and its pod stays Pending).
+        **dict.fromkeys(volume_size_options(), VOLUME_SIZE),
         **(cluster_vars or {}),
     }
     (inventory / "group_vars" / "clusters.yml").write_text(yaml.safe_dump(cluster_vars))
@@ -121,7 +140,9 @@ def node_site(
     else:
         (inventory / "group_vars" / "sandbox.yml").unlink()
     (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": children}}))
-    node.volumes(6, "1Gi", prefix=site)
+    # One volume per stateful pod: MinIO, PostgreSQL, Prometheus, the Trino coordinator and two
+    # workers; spares for a site that places more.
+    node.volumes(8, VOLUME_SIZE, prefix=site)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_SECRET_")},
         **node.env,

@@ -14,10 +14,16 @@ is `credential_files`: the password, the token, or for MinIO a token signed by t
 `web_config` is the TLS and basic-auth config of Prometheus and the exporters; the bcrypt salt of
 each password is derived from the password and user, so the same secret renders the same file and
 a second converge changes nothing.
+
+`service_monitors` renders the same contracts' metrics, for a cluster host, as Prometheus Operator
+ServiceMonitors (one per contract): each endpoint keeps only the Service its contract names (a
+relabeling on the Service's name), at the same port, path and scheme, with the same labels, TLS
+verified for the published name, and credentials from one Secret (`service_monitor_secret`).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import posixpath
@@ -205,6 +211,144 @@ def web_config(cert_file: str, key_file: str, users: dict) -> str:
     return _yaml(config, sort_keys=True)
 
 
+# -- Prometheus Operator ------------------------------------------------------------------------
+
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
+SERVICE_MONITOR_CA_KEY = "ca.crt"
+
+
+def _service_of(address: str, namespace: str, cluster_domain: str, where: str) -> tuple[str, str]:
+    """(Service name, host) of a target address published by a cluster host: a Service's name
+    <service>.<namespace>.svc.<domain>, or a pod's name behind a headless one, <pod>.<service>...."""
+    host = address.rsplit(":", 1)[0]
+    suffix = f".{namespace}.svc.{cluster_domain}"
+    if not host.endswith(suffix):
+        raise AnsibleFilterError(f"{where}: {host} is not the name of a Service in {namespace} ({suffix})")
+    return host[: -len(suffix)].split(".")[-1], host
+
+
+def _monitor_name(service: str) -> str:
+    return "lakehouse-" + service.replace("_", "-")
+
+
+def service_monitors(
+    published: list[dict],
+    namespace: str,
+    cluster_domain: str,
+    secret: str,
+    interval: str = "30s",
+    labels: dict | None = None,
+) -> list[dict]:
+    """Prometheus Operator ServiceMonitors for the contracts a cluster host published ([{host,
+    contract}], every target a Service of `namespace`): one per contract with metrics, named
+    lakehouse-<service>, in `namespace`. The CA and credentials come from the Secret `secret`
+    (service_monitor_secret); `labels` are added to each (an operator's serviceMonitorSelector)."""
+    monitors = []
+    for entry in published:
+        contract, host = entry["contract"], entry["host"]
+        service = contract["service"]
+        metrics = contract.get("metrics") or []
+        if not metrics:
+            continue
+        targets = lakehouse_contract.metrics_targets(contract)
+        endpoints = []
+        for index, metric in enumerate(metrics):
+            where = f"contract {service} of {host}, component {metric['component']}"
+            _check_url(metric["url"], where)
+            auth = _monitor_auth(metric, where, secret)
+            mine = [t for t in targets if t["metric"] == index]
+            # One endpoint per Service the metric's targets name (a query contract's workers are
+            # the pods behind their headless Service), in the order the contract names them.
+            by_service: dict[tuple[str, str], list[str]] = {}
+            for target in mine:
+                name, dns = _service_of(target["address"], namespace, cluster_domain, where)
+                by_service.setdefault((name, target["component"]), []).append(dns)
+            for (name, component), hosts in by_service.items():
+                target = next(t for t in mine if t["component"] == component)
+                endpoint = {
+                    "targetPort": int(target["address"].rsplit(":", 1)[1]),
+                    "scheme": target["scheme"],
+                    "path": target["path"],
+                    "interval": interval,
+                    "relabelings": [
+                        {"sourceLabels": ["__meta_kubernetes_service_name"], "regex": name, "action": "keep"},
+                        *(
+                            {"targetLabel": label, "replacement": value, "action": "replace"}
+                            for label, value in (
+                                ("service", service),
+                                ("implementation", contract.get("implementation", "")),
+                                ("lakehouse_host", host),
+                                ("component", component),
+                            )
+                        ),
+                    ],
+                }
+                if target["scheme"] == "https":
+                    # Pods of one Service share its certificate, which names each of them.
+                    endpoint["tlsConfig"] = {
+                        "ca": {"secret": {"name": secret, "key": SERVICE_MONITOR_CA_KEY}},
+                        "serverName": hosts[0],
+                    }
+                endpoint.update(auth)
+                endpoints.append(endpoint)
+        monitors.append(
+            {
+                "apiVersion": SERVICE_MONITOR_API,
+                "kind": "ServiceMonitor",
+                "metadata": {
+                    "name": _monitor_name(service),
+                    "namespace": namespace,
+                    "labels": {
+                        **(labels or {}),
+                        "app.kubernetes.io/part-of": "lakehouse",
+                        "lakehouse/service": service,
+                    },
+                },
+                "spec": {
+                    "namespaceSelector": {"matchNames": [namespace]},
+                    "selector": {"matchLabels": {"app.kubernetes.io/part-of": "lakehouse"}},
+                    "endpoints": endpoints,
+                },
+            }
+        )
+    return sorted(monitors, key=lambda m: m["metadata"]["name"])
+
+
+def _secret_key(secret_ref: str) -> str:
+    """The key of a credential in the ServiceMonitors' Secret: its credential file's name."""
+    return posixpath.basename(credential_file(secret_ref, "."))
+
+
+def _monitor_auth(metric: dict, where: str, secret: str) -> dict:
+    auth = _auth(metric, where, ".")  # checks the entry as a scrape file does
+    if not auth:
+        return {}
+    key = _secret_key(metric["credentials"]["secret_ref"])
+    if "basic_auth" in auth:
+        return {
+            "basicAuth": {
+                "username": {"name": secret, "key": f"{key}.user"},
+                "password": {"name": secret, "key": key},
+            }
+        }
+    return {"authorization": {"type": "Bearer", "credentials": {"name": secret, "key": key}}}
+
+
+def service_monitor_secret(entries: list[dict], files: list[dict], ca: str) -> dict:
+    """The data (base64) of the Secret the ServiceMonitors refer to: the lakehouse CA, and for each
+    scrape credential (`entries` from scrape_credentials, `files` their credential_files, in the
+    same order) the password or token without its newline, and a basic-auth user's name."""
+    if len(entries) != len(files):
+        raise AnsibleFilterError(f"{len(entries)} scrape credentials, {len(files)} credential files")
+    data = {SERVICE_MONITOR_CA_KEY: ca}
+    for entry, file in zip(entries, files, strict=True):
+        key = _secret_key(entry["credentials"]["secret_ref"])
+        data[key] = file["content"].rstrip("\n")
+        if entry["auth"] == "basic":
+            data[f"{key}.user"] = entry["credentials"]["user"]
+    return {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -216,4 +360,6 @@ class FilterModule:
             "lakehouse_scrape_credentials": scrape_credentials,
             "lakehouse_scrape_credential_files": credential_files,
             "lakehouse_web_config": web_config,
+            "lakehouse_service_monitors": service_monitors,
+            "lakehouse_service_monitor_secret": service_monitor_secret,
         }

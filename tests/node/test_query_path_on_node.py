@@ -4,8 +4,9 @@ One inventory host stands for the node's cluster and belongs to every service gr
 up` builds each service's image from the artifact table, imports it into the node's containerd,
 stores the rendered config in ConfigMaps and Secrets and installs the generic chart; the pods
 really run, under the restricted Pod Security Standard. Then `verify` runs the same checks as on
-metal (pyiceberg writes, Trino reads, and back; every refusal, anonymous scrapes of the metrics
-endpoints, both workers' among them, included), every release's `helm test`
+metal (pyiceberg writes, Trino reads, and back; every refusal; Prometheus, a release too, scrapes
+every metrics endpoint by its cluster name, both workers' pods among them, and those with
+credentials refuse an anonymous scrape), every release's `helm test`
 reaches its Services from a consumer's pod, a second `up` changes nothing,
 `--check --diff` shows a changed value and changes nothing, a worker pod deleted during a query
 loop drains without a failed query, and switching only `iceberg_catalog_type` to `jdbc` verifies
@@ -36,6 +37,7 @@ from sites import (
     recap,
     refused_anonymously,
     round_trip,
+    scraped,
 )
 
 from lakehouse_cli import clients, contracts
@@ -45,8 +47,9 @@ pytestmark = pytest.mark.node
 CLUSTER = "cluster-1.node.lakehouse.test"
 NAMESPACE = "lakehouse"
 SITE = "nodelake"
-SERVICES = ("minio", "postgresql", "nessie", "trino")
-GROUPS = ("object_storage", "catalog_db", "iceberg_catalog", "query_coordinator", "query_workers")
+SERVICES = ("minio", "postgresql", "nessie", "trino", "prometheus")
+QUERY_PATH = ("object_storage", "catalog_db", "iceberg_catalog", "query_coordinator", "query_workers")
+GROUPS = (*QUERY_PATH, "observability")
 
 
 @pytest.fixture(scope="module")
@@ -99,20 +102,27 @@ def test_contracts_name_services_by_their_cluster_dns_names(up, site):
     assert urls["catalog"] == f"https://nessie{suffix}:19120/iceberg/main"
     assert urls["query"] == f"https://trino{suffix}:8443"
     assert urls["catalog_db"].startswith(f"postgresql://postgresql{suffix}:5432")
+    assert urls["observability"] == f"https://prometheus{suffix}:9090"
 
 
 def test_verify_rest_catalog_pyiceberg_and_trino_both_ways(up, site):
     verified = site.verify()
     assert round_trip(verified) == ROUND_TRIP
-    # Every metrics endpoint that asks for credentials refuses an anonymous scrape, both workers' pods
-    # among them (Nessie's management interface has none: its contract says auth: none).
+    # Prometheus in its pod scrapes every metrics endpoint by its cluster name, both workers' pods
+    # among them, and each is up.
     suffix = f".{NAMESPACE}.svc.cluster.local"
     workers = {f"https://trino-worker-{i}.trino-worker-pods{suffix}:8443/metrics" for i in range(2)}
     expected = {
         f"https://minio{suffix}:9000/minio/v2/metrics/cluster", f"https://postgresql-exporter{suffix}:9187/metrics",
-        f"https://trino{suffix}:8443/metrics", *workers,
+        f"https://nessie{suffix}:19121/q/metrics", f"https://trino{suffix}:8443/metrics",
+        f"https://prometheus{suffix}:9090/metrics", *workers,
     }  # fmt: skip
-    assert set(refused_anonymously(verified)) == expected, verified
+    up = scraped(verified)
+    assert set(up) == expected, verified
+    assert all(": up, scraped in " in said for said in up.values()), up
+    # Every one that asks for credentials refuses an anonymous scrape (Nessie's management interface
+    # has none: its contract says auth: none).
+    assert set(refused_anonymously(verified)) == expected - {f"https://nessie{suffix}:19121/q/metrics"}, verified
 
 
 def test_helm_test_of_every_release_reaches_its_services_as_a_consumer(up, node):
@@ -277,7 +287,8 @@ def metal(site):
     shutil.copy(REPO / "inventories" / "sandbox" / "group_vars" / "sandbox.yml", inventory / "group_vars")
     main = inventory / "group_vars" / "all" / "main.yml"
     main.write_text(re.sub(r"(?m)^sandbox_network: .*$", f"sandbox_network: {METAL_NETWORK}", main.read_text()))
-    hosts = {"all": {"children": {group: {"hosts": {METAL: None}} for group in ("sandbox", *GROUPS)}}}
+    # The query path's services, whose files are compared (Prometheus's scrape files name each host).
+    hosts = {"all": {"children": {group: {"hosts": {METAL: None}} for group in ("sandbox", *QUERY_PATH)}}}
     (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
     env = {**site.env, "LAKEHOUSE_STATE_DIR": str(site.inventory.parent / "metal-state")}
     host = Site(inventory, env, [METAL], site.name)

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -272,3 +273,111 @@ def test_promtool_module_checks_the_whole_configuration_before_anything_changes(
         run_module("lakehouse_promtool", {**args, "files": broken})
     assert "promtool check config failed" in refused.value.result["msg"]
     assert f"{config_dir}/rules/broken.yml" in refused.value.result["msg"]
+
+
+# -- Prometheus Operator ServiceMonitors, from the same contracts -----------------------------------
+
+NAMESPACE, DOMAIN, MONITOR_SECRET = "lakehouse", "cluster.local", "prometheus-service-monitors"
+
+
+def on_cluster(contract: dict, workload: str) -> dict:
+    """A contract as a cluster host publishes it: its metrics URL names the workload's Service."""
+    for metric in contract["metrics"]:
+        metric["url"] = re.sub(r"//[^:/]+", f"//{workload}.{NAMESPACE}.svc.{DOMAIN}", metric["url"])
+    return contract
+
+
+def cluster_published() -> list[dict]:
+    return [
+        {"host": "cluster-1", "contract": query()},
+        {"host": "cluster-1", "contract": on_cluster(object_storage(), "minio")},
+        {"host": "cluster-1", "contract": on_cluster(catalog(), "nessie")},
+        {"host": "cluster-1", "contract": {"service": "query_worker"}},  # no metrics of its own
+    ]
+
+
+def monitors() -> dict[str, dict]:
+    rendered = monitoring.service_monitors(
+        cluster_published(), NAMESPACE, DOMAIN, MONITOR_SECRET, "15s", {"release": "kube-prometheus-stack"}
+    )
+    return {m["metadata"]["name"]: m for m in rendered}
+
+
+def test_a_service_monitor_per_contract_with_metrics_selects_the_lakehouse_services_of_its_namespace():
+    rendered = monitors()
+    assert sorted(rendered) == ["lakehouse-catalog", "lakehouse-object-storage", "lakehouse-query"]
+    for name, monitor in rendered.items():
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["kind"] == "ServiceMonitor"
+        assert monitor["metadata"]["namespace"] == NAMESPACE
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack", name
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/part-of": "lakehouse"}}
+
+
+def test_each_endpoint_keeps_the_service_its_contract_names_with_the_scrape_files_labels():
+    (minio,) = monitors()["lakehouse-object-storage"]["spec"]["endpoints"]
+    assert minio == {
+        "targetPort": 9000,
+        "scheme": "https",
+        "path": "/minio/v2/metrics/cluster",
+        "interval": "15s",
+        "relabelings": [
+            {"sourceLabels": ["__meta_kubernetes_service_name"], "regex": "minio", "action": "keep"},
+            {"targetLabel": "service", "replacement": "object_storage", "action": "replace"},
+            {"targetLabel": "implementation", "replacement": "minio", "action": "replace"},
+            {"targetLabel": "lakehouse_host", "replacement": "cluster-1", "action": "replace"},
+            {"targetLabel": "component", "replacement": "minio", "action": "replace"},
+        ],
+        "tlsConfig": {
+            "ca": {"secret": {"name": MONITOR_SECRET, "key": "ca.crt"}},
+            "serverName": f"minio.{NAMESPACE}.svc.{DOMAIN}",
+        },
+        "authorization": {
+            "type": "Bearer", "credentials": {"name": MONITOR_SECRET, "key": "minio_users_lakehouse-metrics"},
+        },
+    }  # fmt: skip
+    # The labels match those of the scrape file: the alert rules read the same series either way.
+    (job,) = monitoring.scrape_config(on_cluster(object_storage(), "minio"), "cluster-1", CA, SECRETS)["scrape_configs"]
+    labels = {r["targetLabel"]: r["replacement"] for r in minio["relabelings"] if r["action"] == "replace"}
+    assert labels == job["static_configs"][0]["labels"]
+    (nessie,) = monitors()["lakehouse-catalog"]["spec"]["endpoints"]
+    assert "basicAuth" not in nessie and "authorization" not in nessie  # its contract says auth: none
+
+
+def test_the_query_monitor_scrapes_the_coordinator_and_every_worker_pod_through_its_headless_service():
+    coordinator, workers = monitors()["lakehouse-query"]["spec"]["endpoints"]
+    keep = [r["regex"] for e in (coordinator, workers) for r in e["relabelings"] if r["action"] == "keep"]
+    assert keep == ["trino", "trino-worker-pods"]
+    assert [e["targetPort"] for e in (coordinator, workers)] == [8443, 8443]
+    assert workers["tlsConfig"]["serverName"] == f"trino-worker-0.trino-worker-pods.{NAMESPACE}.svc.{DOMAIN}"
+    component = [r["replacement"] for r in workers["relabelings"] if r.get("targetLabel") == "component"]
+    assert component == ["worker"]
+    for endpoint in (coordinator, workers):
+        assert endpoint["basicAuth"] == {
+            "username": {"name": MONITOR_SECRET, "key": "trino_users_admin.user"},
+            "password": {"name": MONITOR_SECRET, "key": "trino_users_admin"},
+        }
+
+
+def test_the_service_monitors_secret_holds_the_ca_and_each_credential_never_a_monitor():
+    entries = monitoring.scrape_credentials(cluster_published(), SECRETS)
+    files = monitoring.credential_files(entries, ["minio-key", "trino-pw"], "/etc/lakehouse-prometheus")
+    data = {
+        k: base64.b64decode(v).decode()
+        for k, v in monitoring.service_monitor_secret(entries, files, "CA PEM\n").items()
+    }
+    assert sorted(data) == ["ca.crt", "minio_users_lakehouse-metrics", "trino_users_admin", "trino_users_admin.user"]
+    assert data["ca.crt"] == "CA PEM\n"
+    assert data["trino_users_admin"] == "trino-pw" and data["trino_users_admin.user"] == "admin"
+    assert data["minio_users_lakehouse-metrics"] == monitoring.minio_metrics_token("minio-key", "lakehouse-metrics")
+    assert "trino-pw" not in json.dumps(monitors()) and "minio-key" not in json.dumps(monitors())
+    # Every key a monitor names is in the Secret.
+    named = set(re.findall(r"'key': '([^']+)'", str(monitors())))
+    assert named <= set(data), named - set(data)
+
+
+def test_a_target_outside_the_namespace_cannot_be_a_service_monitor():
+    with pytest.raises(AnsibleFilterError, match=r"store-1.site.example is not the name of a Service in lakehouse"):
+        monitoring.service_monitors(
+            [{"host": "store-1", "contract": object_storage()}], NAMESPACE, DOMAIN, MONITOR_SECRET
+        )
