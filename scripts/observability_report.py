@@ -2,14 +2,16 @@
 """What the lakehouse's Prometheus sees, and how fast its target-down alert follows a failure.
 
     .venv/bin/python scripts/observability_report.py [-i INVENTORY]
-        [--kill UNIT --on CONTAINER] [--delete-pod POD --kubeconfig PATH --namespace NS]
+        [--kill UNIT --on CONTAINER] [--delete-pod POD | --stop WORKLOAD] [--kubeconfig PATH --namespace NS]
 
 1. a table of every expected target (from the contracts): service, component, host, URL, whether
    Prometheus reads it as up, its last scrape duration, and what an anonymous scrape of it gets;
 2. Prometheus's own resident memory (its process_resident_memory_bytes);
 3. with --kill: `kill -9` of the unit's main process on a sandbox host (a container), then the
    seconds until LakehouseTargetDown fires for one of that host's targets and until it clears;
-   with --delete-pod: the same for a deleted pod on a cluster.
+   with --delete-pod: the same for a deleted pod on a cluster (its controller replaces it: when
+   the replacement answers within the alert's 30 s, the alert rightly never fires); with --stop, a
+   workload (statefulset/NAME) scaled to no pod until the alert fires, then back to one.
 
 Every wait is bounded (FIRE_SECONDS, CLEAR_SECONDS). Read-only but for the failure it causes.
 """
@@ -84,8 +86,11 @@ def targets_table(found: list[contracts.Contract], prometheus: Prometheus) -> No
         print(f"\nPrometheus resident memory: {memory / 2**20:.0f} MiB")
 
 
-def alert_timing(prometheus: Prometheus, instance: str, cause: list[str], what: str) -> None:
-    """Run `cause`, then time LakehouseTargetDown for `instance`: fired, then cleared."""
+def alert_timing(
+    prometheus: Prometheus, instance: str, cause: list[str], what: str, recover: list[str] | None = None
+) -> None:
+    """Run `cause`, then time LakehouseTargetDown for `instance`: fired, then cleared (after running
+    `recover`, when the cause does not heal by itself)."""
     if prometheus.firing(instance):
         sys.exit(f"report: LakehouseTargetDown already fires for {instance}")
     subprocess.run(cause, check=True, capture_output=True, text=True, timeout=60)
@@ -95,6 +100,8 @@ def alert_timing(prometheus: Prometheus, instance: str, cause: list[str], what: 
         if prometheus.firing(instance):
             fired = time.monotonic() - start
         time.sleep(POLL_SECONDS)
+    if recover:
+        subprocess.run(recover, check=True, capture_output=True, text=True, timeout=60)
     while fired is not None and time.monotonic() - start < CLEAR_SECONDS and cleared is None:
         if not prometheus.firing(instance):
             cleared = time.monotonic() - start
@@ -110,6 +117,7 @@ def main() -> None:
     parser.add_argument("--kill", metavar="UNIT", help="a unit whose main process gets kill -9")
     parser.add_argument("--on", metavar="CONTAINER", help="the sandbox host (container) of --kill")
     parser.add_argument("--delete-pod", metavar="POD")
+    parser.add_argument("--stop", metavar="WORKLOAD", help="a workload (statefulset/NAME) scaled to 0, then to 1")
     parser.add_argument("--kubeconfig")
     parser.add_argument("--namespace", default="lakehouse")
     parser.add_argument("--instance", help="the target (host:port) whose alert is timed")
@@ -124,9 +132,14 @@ def main() -> None:
     if args.kill:
         cause = ["docker", "exec", args.on, "systemctl", "kill", "--signal=KILL", "--kill-whom=main", args.kill]
         alert_timing(prometheus, args.instance, cause, f"kill -9 of {args.kill} on {args.on}")
+    kubectl = ["kubectl", f"--kubeconfig={args.kubeconfig}", "-n", args.namespace]
     if args.delete_pod:
-        cause = ["kubectl", f"--kubeconfig={args.kubeconfig}", "-n", args.namespace, "delete", "pod", args.delete_pod]
-        alert_timing(prometheus, args.instance, cause, f"deleted pod {args.delete_pod}")
+        alert_timing(
+            prometheus, args.instance, [*kubectl, "delete", "pod", args.delete_pod], f"deleted pod {args.delete_pod}"
+        )
+    if args.stop:
+        scale = [*kubectl, "scale", args.stop, "--replicas"]
+        alert_timing(prometheus, args.instance, [*scale, "0"], f"{args.stop} scaled to 0, then 1", [*scale, "1"])
 
 
 if __name__ == "__main__":
