@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -151,11 +152,18 @@ class Session:
         self.out.flush()
 
 
-def status_table(session: Session) -> None:
+def status_table(session: Session, settle_seconds: float = 0) -> None:
+    """The table of services and their health. With `settle_seconds` (after a converge), a metrics
+    endpoint Prometheus last found down is read again, bounded, until it is up: its last scrape may
+    predate the restart the converge has just waited for."""
     found = session.contracts()
     with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
         health = list(pool.map(probe.health, found))
+    deadline = time.monotonic() + settle_seconds
     scraped, unscraped = scrape_health(found)
+    while unscraped and time.monotonic() < deadline:
+        time.sleep(2)
+        scraped, unscraped = scrape_health(found)
     rows = [
         (c.service, c.host, session.inventory.delivery(c.host), c.url, text)
         + ((scraped.get(c.path, ""),) if scraped else ())
@@ -205,7 +213,7 @@ def cmd_up(session: Session) -> int:
         session.print("check mode: nothing was changed; `lakehouse status` shows what runs now")
         return 0
     session.print()
-    status_table(session)
+    status_table(session, settle_seconds=checks.FIRST_SCRAPE_SECONDS)
     return 0
 
 
