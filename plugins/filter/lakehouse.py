@@ -57,6 +57,40 @@ def public_key_der_b64(private_key_pem: str) -> str:
     return base64.b64encode(der).decode()
 
 
+def pod_problems(pods: list[dict]) -> list[dict]:
+    """Why each pod that is not Ready is not: [{pod, reason, started}], `reason` from what Kubernetes
+    says of it (a waiting or failed container, an unschedulable or unready pod), `started` true when
+    one of its containers has run (so it has log lines)."""
+    problems = []
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        status = pod.get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        if conditions.get("Ready", {}).get("status") == "True":
+            continue
+        containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+        reasons = []
+        for container in containers:
+            for when, state in (("now", container.get("state") or {}), ("last", container.get("lastState") or {})):
+                for kind in ("waiting", "terminated"):
+                    detail = state.get(kind)
+                    if detail and (when == "now" or kind == "terminated") and detail.get("reason") != "Completed":
+                        text = " ".join(str(detail.get(key) or "") for key in ("reason", "message")).strip()
+                        exit_code = f" (exit {detail['exitCode']})" if "exitCode" in detail else ""
+                        reasons.append(f"{container['name']} {'last ' if when == 'last' else ''}{text}{exit_code}")
+        scheduled = conditions.get("PodScheduled", {})
+        if scheduled.get("status") == "False":
+            reasons.append(f"{scheduled.get('reason', 'not scheduled')}: {scheduled.get('message', '')}".strip(": "))
+        if not reasons:
+            ready = conditions.get("Ready", {})
+            reasons.append(f"{status.get('phase', 'Unknown')}, not ready {ready.get('message') or ''}".strip())
+        started = any(
+            "running" in (c.get("state") or {}) or "terminated" in (c.get("state") or {}) or c.get("lastState")
+            for c in containers
+        )
+        problems.append({"pod": pod["metadata"]["name"], "reason": "; ".join(reasons), "started": started})
+    return problems
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -66,4 +100,5 @@ class FilterModule:
             "lakehouse_trino_password_hash": trino_password_hash,
             "lakehouse_jwt_rs256": jwt_rs256,
             "lakehouse_public_key_der_b64": public_key_der_b64,
+            "lakehouse_pod_problems": pod_problems,
         }

@@ -220,3 +220,19 @@ def test_changed_variable_gives_one_revision_and_a_new_checksum(converged, site,
     assert pod_template(api).metadata.annotations["checksum/config"] != checksum
     secret = client.CoreV1Api(api).read_namespaced_secret("minio-config", NAMESPACE).data
     assert "MINIO_SITE_REGION=eu-west-1" in base64.b64decode(secret["minio.env"]).decode()
+
+
+def test_a_release_that_cannot_become_ready_fails_with_what_kubernetes_says_of_its_pod(converged, site, cp):
+    """A value no preflight can judge (a CPU request no node can give): the run fails naming the pod
+    and why it is not ready, not with Helm's timeout alone. (A StatefulSet does not replace a pod of
+    a failed revision by itself, Kubernetes' "forced rollback": the test removes the release before
+    the run with sound values installs it again.)"""
+    impossible = {"minio_resources": {"requests": {"cpu": "1000", "memory": "512Mi"}}, "minio_health_retries": 5}
+    result = site["playbook"]("object_storage.yml", "--limit", CLUSTER, "-e", json.dumps(impossible))
+    assert result.returncode != 0
+    assert re.search(r"The release minio did not become ready .*Pod minio-0: Unschedulable: .*Insufficient cpu", (
+        " ".join(result.stdout.split())
+    )), result.stdout[-5000:]  # fmt: skip
+    helm(cp, "uninstall", "minio", "--wait")
+    healed = site["playbook"]("object_storage.yml", "--limit", CLUSTER)
+    assert healed.returncode == 0, healed.stdout[-5000:]

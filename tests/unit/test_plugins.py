@@ -236,3 +236,43 @@ def test_jwt_is_rs256_verifiable_and_reproducible():
     assert json.loads(pad(payload)) == claims
     public = serialization.load_der_public_key(base64.b64decode(filter_plugin.public_key_der_b64(pem)))
     public.verify(pad(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
+
+
+def pod(name: str, conditions: dict, **status) -> dict:
+    return {
+        "metadata": {"name": name},
+        "status": {"conditions": [{"type": k, **v} for k, v in conditions.items()], **status},
+    }
+
+
+def test_pod_problems_say_why_each_pod_is_not_ready():
+    ready = pod("minio-1", {"Ready": {"status": "True"}})
+    crashing = pod(
+        "postgresql-0",
+        {"PodScheduled": {"status": "True"}, "Ready": {"status": "False"}},
+        phase="Running",
+        initContainerStatuses=[{"name": "initdb", "state": {"terminated": {"reason": "Completed", "exitCode": 0}}}],
+        containerStatuses=[
+            {
+                "name": "postgresql",
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting"}},
+                "lastState": {"terminated": {"reason": "Error", "exitCode": 1}},
+            }
+        ],
+    )
+    pending = pod(
+        "prometheus-0",
+        {"PodScheduled": {"status": "False", "reason": "Unschedulable", "message": "unbound PersistentVolumeClaims"}},
+        phase="Pending",
+    )
+    starting = pod("trino-0", {"Ready": {"status": "False"}}, phase="Running",
+                   containerStatuses=[{"name": "trino", "state": {"running": {}}}])  # fmt: skip
+    assert filter_plugin.pod_problems([starting, pending, ready, crashing]) == [
+        {
+            "pod": "postgresql-0",
+            "reason": "postgresql CrashLoopBackOff back-off 40s restarting; postgresql last Error (exit 1)",
+            "started": True,
+        },
+        {"pod": "prometheus-0", "reason": "Unschedulable: unbound PersistentVolumeClaims", "started": False},
+        {"pod": "trino-0", "reason": "Running, not ready", "started": True},
+    ]
