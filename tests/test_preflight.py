@@ -40,14 +40,14 @@ def inventory(tmp_path_factory):
     return root
 
 
-def run(inventory, playbook: str, *extra_vars: str) -> tuple[subprocess.CompletedProcess, str]:
+def run(inventory, playbook: str, *extra_vars: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, str]:
     arguments = [arg for value in extra_vars for arg in ("-e", value)]
     result = subprocess.run(
         [str(os.path.join(os.path.dirname(sys.executable), "ansible-playbook")), "-i", str(inventory / "hosts.yml"),
          playbook, *arguments],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "LAKEHOUSE_SECRETS_DIR": str(inventory / "secrets"),
-             "LAKEHOUSE_STATE_DIR": str(inventory / "state")},
+             "LAKEHOUSE_STATE_DIR": str(inventory / "state"), **(env or {})},
     )  # fmt: skip
     return result, result.stdout + result.stderr
 
@@ -67,7 +67,7 @@ BAD_VALUES = [
         "iceberg_catalog_port=5432",
         "port 5432 is taken by each of iceberg_catalog_port, postgresql_port",
         id="catalog-on-postgresql-port",
-    ),  # fmt: skip
+    ),
     pytest.param("minio_s3_port=70000", "minio_s3_port: '70000' is not a port number from 1 to 65535", id="port-range"),
     pytest.param("postgresql_port=many", "postgresql_port", id="non-numeric-port"),
     pytest.param("trino_port=0", "trino_port: '0' is not a port number", id="port-zero"),
@@ -99,12 +99,9 @@ def test_a_bad_value_stops_the_whole_run_before_its_first_change(inventory, extr
 
 
 def test_a_default_password_in_the_environment_is_refused_and_never_printed(inventory):
-    env_var = "LAKEHOUSE_SECRET_POSTGRESQL_POSTGRES_PASSWORD"
-    os.environ[env_var] = "postgres"
-    try:
-        result, output = run(inventory, "playbooks/site.yml")
-    finally:
-        del os.environ[env_var]
+    result, output = run(
+        inventory, "playbooks/site.yml", env={"LAKEHOUSE_SECRET_POSTGRESQL_POSTGRES_PASSWORD": "postgres"}
+    )
     assert result.returncode != 0 and "well-known default" in output, output[-3000:]
     assert "'postgres'" not in output
     assert recap(output, STORAGE)["changed"] == 0 and recap(output, QUERY)["changed"] == 0
