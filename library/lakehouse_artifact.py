@@ -13,6 +13,8 @@ description:
   - A cached file is hashed again whenever its size, modification time or inode changed since it was last
     verified (the digest is recorded beside it, C(.{filename}.sha256)). A file that does not match is never
     used; it is removed and fetched or built again.
+  - Python programs (O(source.pip)) are built as a tar.gz of the wheels of a hash-pinned lock file, packed
+    reproducibly, so their sha256 is pinned like a Go build's.
   - Nothing is fetched or built for an architecture that has no pinned checksum, so nothing reaches a host
     unverified.
   - Downloads and builds land in a temporary file beside the target and are renamed into place only after
@@ -25,7 +27,9 @@ options:
     type: str
     required: true
   version:
-    description: Artifact version. For C(source.go) a Go module version (tag or pseudo-version).
+    description:
+      - Artifact version. For C(source.go) a Go module version (tag or pseudo-version).
+      - For C(source.pip) it only names the artifact; the lock file decides what is in it.
     type: str
     required: true
   filename:
@@ -51,7 +55,7 @@ options:
         description: sha256 of the arm64 artifact.
         type: str
   source:
-    description: Where the artifact comes from. Exactly one of O(source.url) and O(source.go).
+    description: Where the artifact comes from. Exactly one of O(source.url), O(source.go) and O(source.pip).
     type: dict
     required: true
     suboptions:
@@ -98,6 +102,38 @@ options:
             type: list
             elements: str
             default: []
+      pip:
+        description:
+          - "Build a Python program's tree from a hash-pinned lock file with C(pip install --no-deps
+            --require-hashes --only-binary=:all: --no-compile --target <dir> -r <lock>) for CPython
+            O(source.pip.python) on manylinux (glibc O(source.pip.glibc) and older) for O(arch), run by the
+            controller's own interpreter (C(sys.executable -m pip))."
+          - The artifact is a tar.gz holding that tree under one directory, C(site-packages/) (so
+            C(unpack.root) is C(site-packages)), without C(bin/) (its scripts name the build interpreter;
+            hosts run C(python3 -m <module>) with C(PYTHONPATH) set to the tree), and without the rows of
+            those scripts in the packages' C(RECORD) files.
+          - Packed reproducibly (names sorted, mtime 0, owner root 0/0, modes 0755 or 0644, gzip mtime 0),
+            so the same lock gives the same sha256.
+          - The caller's pip environment (C(PIP_INDEX_URL), C(PIP_EXTRA_INDEX_URL), C(PIP_FIND_LINKS),
+            C(PIP_CERT), ...) is passed through, so a mirror of the index can serve the wheels; the hashes
+            of the lock still decide what is accepted.
+        type: dict
+        suboptions:
+          requirements:
+            description:
+              - The lock file, relative to O(source_root) unless absolute. Every package, transitive ones
+                included, one C(name==version --hash=sha256:...) requirement each, as
+                C(pip install --require-hashes) wants them.
+            type: str
+            required: true
+          python:
+            description: The CPython version the hosts run (C(major.minor)), for wheel selection.
+            type: str
+            default: "3.11"
+          glibc:
+            description: The hosts' glibc version (C(major.minor)); manylinux wheels up to it are accepted.
+            type: str
+            default: "2.36"
   mirror:
     description:
       - Base URL of an offline mirror. When set it replaces every source with
@@ -109,7 +145,8 @@ options:
     type: path
     required: true
   source_root:
-    description: The directory a relative O(source.go.path) is in (the project's checkout).
+    description:
+      - The directory a relative O(source.go.path) or O(source.pip.requirements) is in (the project's checkout).
     type: path
     default: .
   go_binary:
@@ -150,6 +187,20 @@ EXAMPLES = r"""
   loop: "{{ lakehouse_artifacts | dict2items }}"
   delegate_to: localhost
   run_once: true
+
+- name: Cache Airflow, its providers and every dependency as one verified tree
+  lakehouse_artifact:
+    name: airflow
+    version: 3.3.2
+    filename: airflow-3.3.2-py311.tar.gz
+    arch: amd64
+    source:
+      pip:
+        requirements: roles/orchestrator/files/locks/airflow.txt
+    sha256:
+      amd64: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    cache_dir: "{{ lakehouse_artifact_cache }}"
+    source_root: "{{ playbook_dir }}/.."
 """
 
 RETURN = r"""
@@ -167,7 +218,7 @@ source:
   description: Where the file came from on this run (in check mode, where it would come from).
   returned: success
   type: str
-  choices: [cache, url, mirror, go]
+  choices: [cache, url, mirror, go, pip]
   sample: cache
 expected_sha256:
   description: The pinned checksum, when a download or build did not match it.
@@ -180,10 +231,13 @@ actual_sha256:
 """
 
 import fcntl
+import gzip
 import hashlib
 import os
 import re
 import shutil
+import sys
+import tarfile
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -197,6 +251,22 @@ GO_FLAGS = ("-trimpath", "-buildvcs=false")
 MODE = 0o755
 TIMEOUT = 60
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# source.pip: the tree's one top directory in the tar.gz (the table's unpack.root), and the machine
+# names of manylinux wheel tags.
+PIP_TOP = "site-packages"
+PIP_MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+# The legacy manylinux tags and the glibc they stand for (PEP 600); manylinux1 and 2010 were x86 only.
+PIP_LEGACY = (
+    ("manylinux2014", 17, ("x86_64", "aarch64")),
+    ("manylinux2010", 12, ("x86_64",)),
+    ("manylinux1", 5, ("x86_64",)),
+)
+# A RECORD row of a script pip wrote to bin/ (relative to the tree: ../../bin/<name>).
+PIP_BIN_ROW = re.compile(r"^(?:\.\./)+bin/")
+# What pip says when the lock's hashes refuse a wheel, or the lock lacks a pin or a hash.
+PIP_HASHES = re.compile(r"DO NOT MATCH THE HASHES|--require-hashes mode")
+# What pip says when no wheel of a requirement fits the platform (or none is on the index).
+PIP_NO_WHEEL = re.compile(r"(?:No matching distribution found for|satisfies the requirement) (\S+)")
 
 
 def cache_path(cache_dir: str, name: str, version: str, arch: str, filename: str) -> str:
@@ -233,6 +303,71 @@ def merge_goflags(caller: str, ours=GO_FLAGS) -> str:
 
 def tail(text: str, lines: int = 20) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def pip_platforms(arch: str, glibc: str) -> list[str]:
+    """pip's --platform values for manylinux wheels that run with `glibc` on `arch`, newest first.
+
+    pip does not widen a --platform manylinux_2_X to older glibc versions (as it does on a real host),
+    so every one is named, down to manylinux1's 2.5, with the legacy aliases.
+    """
+    machine = PIP_MACHINES[arch]
+    major, minor = (int(part) for part in glibc.split("."))
+    tags = [f"manylinux_{major}_{m}_{machine}" for m in range(minor, 4, -1)]
+    tags += [f"{tag}_{machine}" for tag, since, machines in PIP_LEGACY if minor >= since and machine in machines]
+    return tags
+
+
+def strip_bin_records(tree: str) -> None:
+    """Drop the rows of the removed bin/ scripts from each installed package's RECORD: their hashes are
+    of the shebang pip wrote, which names the interpreter that ran it."""
+    for entry in sorted(os.listdir(tree)):
+        record = os.path.join(tree, entry, "RECORD")
+        if not entry.endswith(".dist-info") or not os.path.isfile(record):
+            continue
+        with open(record, newline="") as f:
+            rows = f.read().splitlines(keepends=True)
+        kept = [row for row in rows if not PIP_BIN_ROW.match(row)]
+        if kept != rows:
+            with open(record, "w", newline="") as f:
+                f.writelines(kept)
+
+
+def pack_tree(tree: str, top: str, out) -> None:
+    """Write `tree` as a tar.gz with every member under `top`/, reproducibly: names sorted, mtime 0,
+    owner root (0/0), modes 0755 (directories, executables) or 0644, and a gzip header without name
+    or time."""
+
+    def info(path: str, name: str) -> tarfile.TarInfo:
+        st = os.lstat(path)
+        member = tarfile.TarInfo(name)
+        member.mtime, member.uid, member.gid, member.uname, member.gname = 0, 0, 0, "root", "root"
+        if os.path.islink(path):
+            member.type, member.linkname, member.mode = tarfile.SYMTYPE, os.readlink(path), 0o777
+        elif os.path.isdir(path):
+            member.type, member.mode = tarfile.DIRTYPE, 0o755
+        else:
+            member.size, member.mode = st.st_size, 0o755 if st.st_mode & 0o111 else 0o644
+        return member
+
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        tar.addfile(info(tree, top))
+        for root, dirs, files in os.walk(tree):
+            dirs.sort()
+            rel = os.path.relpath(root, tree)
+            prefix = top if rel == "." else f"{top}/{rel}"
+            # os.walk lists a link to a directory among `dirs` but does not walk into it.
+            for name in sorted(dirs + files):
+                path = os.path.join(root, name)
+                member = info(path, f"{prefix}/{name}")
+                if member.isreg():
+                    with open(path, "rb") as f:
+                        tar.addfile(member, f)
+                else:
+                    tar.addfile(member)
 
 
 def built_binary(bindir: str) -> str | None:
@@ -278,6 +413,13 @@ class Artifact:
         """Move a verified file into place; the rename is atomic because src is in the same directory."""
         os.chmod(src, MODE)
         os.replace(src, self.path)
+
+    def install_verified(self, path: str, what: str, hint: str):
+        """Install a build (beside the cache file) if it has the pinned checksum; fail otherwise."""
+        actual = sha256_file(path)
+        if actual != self.expected:
+            self.mismatch(actual, what, hint)
+        self.install(path)
 
     def download(self, url: str):
         # decompress=False: the pinned checksum is of the bytes as published, even if a server
@@ -366,17 +508,84 @@ class Artifact:
             binary = built_binary(os.path.join(gopath, "bin"))
             if binary is None:
                 self.fail(f"`{shown}` succeeded but left no single binary in {gopath}/bin")
-            actual = sha256_file(binary)
-            if actual != self.expected:
-                self.mismatch(
-                    actual,
-                    f"the build of {what}",
-                    f"builds with a pinned toolchain are reproducible, so does the toolchain differ from "
-                    f"{go['toolchain']} (GOTOOLCHAIN), or do the ldflags or the pin itself?",
-                )
-            self.install(binary)
+            self.install_verified(
+                binary,
+                f"the build of {what}",
+                f"builds with a pinned toolchain are reproducible, so does the toolchain differ from "
+                f"{go['toolchain']} (GOTOOLCHAIN), or do the ldflags or the pin itself?",
+            )
         finally:
             shutil.rmtree(gopath, ignore_errors=True)
+
+    def pip_build(self, pip: dict):
+        lock = os.path.join(self.module.params["source_root"], pip["requirements"])
+        if not os.path.isfile(lock):
+            self.fail(f"the lock file {lock} of source.pip.requirements does not exist")
+        python, glibc = pip["python"], pip["glibc"]
+        if not re.match(r"^3\.\d+$", python) or not re.match(r"^2\.\d+$", glibc):
+            self.fail(f"source.pip wants python as 3.N and glibc as 2.N, not {python!r} and {glibc!r}")
+        platforms = pip_platforms(self.arch, glibc)
+        target = f"CPython {python} on manylinux (glibc {glibc}) {PIP_MACHINES[self.arch]}"
+        # The tree and the tar.gz are built beside the cache file, so the final rename stays on one filesystem.
+        workdir = tempfile.mkdtemp(dir=os.path.dirname(self.path), prefix=f".{self.filename}.build-")
+        tree = os.path.join(workdir, PIP_TOP)
+        abi = "cp" + python.replace(".", "")
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--require-hashes", "--only-binary=:all:",
+               "--no-compile", "--disable-pip-version-check", "--no-input", "--target", tree,
+               "--python-version", python, "--implementation", "cp", "--abi", abi]  # fmt: skip
+        for platform in platforms:
+            cmd += ["--platform", platform]
+        cmd += ["-r", lock]
+        shown = f"pip install --require-hashes --target ... -r {lock}"
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=f".{self.filename}.", suffix=".part")
+        try:
+            # The caller's PIP_* environment (an index mirror, its CA) is inherited; pip runs as root
+            # on many controllers, which it would warn about on every build.
+            env = {"PIP_ROOT_USER_ACTION": "ignore"}
+            rc, out, err = self.module.run_command(cmd, cwd=workdir, environ_update=env)
+            if rc != 0:
+                self.pip_failed(rc, out, err, lock, target, shown, sys.executable)
+            shutil.rmtree(os.path.join(tree, "bin"), ignore_errors=True)
+            strip_bin_records(tree)
+            with os.fdopen(fd, "wb") as out_file:
+                fd = None
+                pack_tree(tree, PIP_TOP, out_file)
+            self.install_verified(
+                tmp,
+                f"the build of {lock} for {target}",
+                f"the same lock packs to the same tar.gz, so if the lock was changed on purpose, pin the sha256 "
+                f"built as sha256.{self.arch} (else does the controller's pip, {sys.executable} -m pip, write "
+                f"other metadata than the one that built the pin?)",
+            )
+        finally:
+            if fd is not None:
+                os.close(fd)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def pip_failed(self, rc: int, out: str, err: str, lock: str, target: str, shown: str, python: str):
+        text = f"{out}\n{err}"
+        if "No module named pip" in text:
+            self.fail(f"building it needs pip in the controller's Python, {python}; install pip there", rc=rc)
+        missing = PIP_NO_WHEEL.search(text)
+        if missing:
+            self.fail(
+                f"pip found no wheel of {missing.group(1)} for {target} (wheels only, no builds from source); "
+                f"pin in {lock} a version of it that publishes one (or a pure-Python wheel), then pin the "
+                f"sha256 built:\n{tail(err or out)}",
+                rc=rc,
+                stderr=err,
+            )
+        if PIP_HASHES.search(text):
+            self.fail(
+                f"`{shown}` refused a wheel whose sha256 is not in {lock}: the lock is stale or incomplete "
+                f"(every dependency needs its name==version and --hash), or the index served another file; "
+                f"regenerate the lock:\n{tail(err or out)}",
+                rc=rc,
+                stderr=err,
+            )
+        self.fail(f"`{shown}` failed for {target} (rc={rc}):\n{tail(err or out)}", rc=rc, stderr=err)
 
     def run(self):
         module, p = self.module, self.module.params
@@ -401,7 +610,7 @@ class Artifact:
         elif source.get("url"):
             result["source"], url = "url", substitute(source["url"], **self.values)
         else:
-            result["source"], url = "go", None
+            result["source"], url = "go" if source.get("go") else "pip", None
         result["changed"] = True
         if module.check_mode:
             module.exit_json(**result)
@@ -417,8 +626,10 @@ class Artifact:
             if os.path.isfile(self.path):
                 # Failed verification: remove it now so nothing downstream can pick it up if the refill fails.
                 remove_recorded(self.path)
-            if url is None:
+            if url is None and source.get("go"):
                 self.build(source["go"])
+            elif url is None:
+                self.pip_build(source["pip"])
             else:
                 self.download(url)
         module.exit_json(**result)
@@ -454,9 +665,17 @@ def main():
                         "mutually_exclusive": [("module", "path")],
                         "required_one_of": [("module", "path")],
                     },
+                    "pip": {
+                        "type": "dict",
+                        "options": {
+                            "requirements": {"type": "str", "required": True},
+                            "python": {"type": "str", "default": "3.11"},
+                            "glibc": {"type": "str", "default": "2.36"},
+                        },
+                    },
                 },
-                "mutually_exclusive": [("url", "go")],
-                "required_one_of": [("url", "go")],
+                "mutually_exclusive": [("url", "go", "pip")],
+                "required_one_of": [("url", "go", "pip")],
             },
             "mirror": {"type": "str", "default": ""},
             "cache_dir": {"type": "path", "required": True},

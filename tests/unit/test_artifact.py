@@ -9,8 +9,10 @@ import hashlib
 import http.server
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -248,9 +250,13 @@ def test_path_parts_must_be_plain_names(run_module, tmp_path, field):
     assert field in failed.value.result["msg"]
 
 
-def test_source_needs_exactly_one_of_url_and_go(run_module, tmp_path):
+@pytest.mark.parametrize(
+    "other",
+    [{"go": {"module": "example.test/tool", "toolchain": "go1.26.8"}}, {"pip": {"requirements": "lock.txt"}}],
+)
+def test_source_needs_exactly_one_of_url_go_and_pip(run_module, tmp_path, other):
     args = url_entry(tmp_path / "cache", "file:///nonexistent")
-    args["source"]["go"] = {"module": "example.test/tool", "toolchain": "go1.26.8"}
+    args["source"].update(other)
     with pytest.raises(ModuleExit) as failed:
         run_module(MODULE, args)
     assert "mutually exclusive" in failed.value.result["msg"]
@@ -266,6 +272,13 @@ def test_helpers():
     assert module.merge_goflags("") == "-trimpath -buildvcs=false"
     assert module.merge_goflags("-modcacherw -buildvcs=false") == "-modcacherw -buildvcs=false -trimpath"
     assert module.substitute("{name}/{version}-{arch}", version="1", arch="arm64") == "{name}/1-arm64"
+    # pip is given every manylinux platform a glibc 2.36 host runs, not just the newest.
+    amd64 = module.pip_platforms("amd64", "2.36")
+    assert amd64[:2] == ["manylinux_2_36_x86_64", "manylinux_2_35_x86_64"]
+    assert "manylinux_2_17_x86_64" in amd64 and "manylinux_2_5_x86_64" in amd64
+    assert amd64[-3:] == ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    assert "manylinux_2_37_x86_64" not in amd64
+    assert module.pip_platforms("arm64", "2.36")[-1] == "manylinux2014_aarch64"
 
 
 # --- Go builds ------------------------------------------------------------------------------------
@@ -441,3 +454,172 @@ def test_missing_go_toolchain_is_a_clear_error(run_module, tmp_path):
     assert "Go toolchain" in failed.value.result["msg"]
     assert "/nonexistent/go" in failed.value.result["msg"]
     assert files_under(tmp_path / "cache") == []
+
+
+# --- pip builds -----------------------------------------------------------------------------------
+
+
+def make_wheel(wheelhouse: Path, name: str, version: str, tag: str = "py3-none-any", scripts: bool = False) -> Path:
+    """A minimal wheel of one module `name` (pip does not care that it is not from a real build)."""
+    import base64
+    import csv
+    import io
+
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n\n\ndef main():\n    print('{name} ' + VERSION)\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: lakehouse-tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
+    }
+    if scripts:  # pip writes bin/<name> with a shebang naming the interpreter that installed it
+        files[f"{info}/entry_points.txt"] = f"[console_scripts]\n{name} = {name}:main\n"
+    record = io.StringIO()
+    writer = csv.writer(record, lineterminator="\n")
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        writer.writerow([path, f"sha256={digest}", len(text.encode())])
+    writer.writerow([f"{info}/RECORD", "", ""])
+    wheel = wheelhouse / f"{name}-{version}-{tag}.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in [*files.items(), (f"{info}/RECORD", record.getvalue())]:
+            z.writestr(path, text)
+    return wheel
+
+
+def lock_line(wheel: Path, pin: str) -> str:
+    return f"{pin} \\\n    --hash=sha256:{sha256(wheel.read_bytes())}\n"
+
+
+@pytest.fixture
+def wheelhouse(tmp_path, monkeypatch):
+    """Wheels in a local directory, pip pointed at it and nothing else (PIP_NO_INDEX, no config file)."""
+    house = tmp_path / "wheels"
+    house.mkdir()
+    for var in [v for v in os.environ if v.startswith("PIP_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(house))
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    wheels = {
+        "tiny": make_wheel(house, "lhtiny", "1.0", scripts=True),
+        # Platform wheels: one any manylinux2014 host takes, one that needs glibc 2.38.
+        "native": make_wheel(house, "lhnative", "1.0", "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"),
+        "new": make_wheel(house, "lhnew", "1.0", "cp311-cp311-manylinux_2_38_x86_64"),
+    }
+    return wheels
+
+
+def pip_entry(cache: Path, lock: Path, sha: str, arch: str = "amd64", **pip) -> dict:
+    return {
+        "name": "tiny",
+        "version": "1.0",
+        "filename": "tiny-1.0-py311.tar.gz",
+        "arch": arch,
+        "source": {"pip": {"requirements": lock.name, **pip}},
+        "sha256": {arch: sha},
+        "cache_dir": str(cache),
+        "source_root": str(lock.parent),
+    }
+
+
+def test_pip_build_is_reproducible_and_pinned(run_module, wheelhouse, tmp_path):
+    import gzip
+    import tarfile
+
+    lock = tmp_path / "lock.txt"
+    lock.write_text(lock_line(wheelhouse["tiny"], "lhtiny==1.0") + lock_line(wheelhouse["native"], "lhnative==1.0"))
+    with pytest.raises(ModuleExit) as failed:
+        run_module(MODULE, pip_entry(tmp_path / "cache1", lock, "0" * 64))
+    result = failed.value.result
+    actual = result["actual_sha256"]
+    assert f"has sha256 {actual} but" in result["msg"] and "pin the sha256 built as sha256.amd64" in result["msg"]
+    assert files_under(tmp_path / "cache1") == []  # neither the tar.gz nor the tree it was packed from
+
+    # Another build, in another directory, packs the same bytes.
+    args = pip_entry(tmp_path / "cache2", lock, actual)
+    result = run_module(MODULE, args)
+    path = tmp_path / "cache2" / "tiny" / "1.0" / "amd64" / "tiny-1.0-py311.tar.gz"
+    assert result["changed"] is True and result["source"] == "pip" and result["sha256"] == actual
+    assert files_under(tmp_path / "cache2") == [path]
+    assert path.read_bytes()[4:8] == b"\0\0\0\0"  # gzip MTIME
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+        names = [m.name for m in members]
+        record = tar.extractfile("site-packages/lhtiny-1.0.dist-info/RECORD").read().decode()
+    assert names[0] == "site-packages"
+    assert all(n.startswith("site-packages/") for n in names[1:])
+    assert "site-packages/lhtiny/__init__.py" in names and "site-packages/lhnative/__init__.py" in names
+    assert not [n for n in names if n.startswith("site-packages/bin")]
+    assert "bin/" not in record and "lhtiny/__init__.py" in record
+    assert not [n for n in names if "__pycache__" in n]  # --no-compile
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "root", "root")}
+    assert {m.mode for m in members if m.isdir()} == {0o755} and {m.mode for m in members if m.isfile()} == {0o644}
+
+    # Hosts run the tree with python3 -m and PYTHONPATH.
+    with tarfile.open(path) as tar:
+        tar.extractall(tmp_path / "host", filter="data")
+    env = {"PYTHONPATH": str(tmp_path / "host" / "site-packages")}
+    code = "import lhtiny; lhtiny.main()"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout == "lhtiny 1.0\n"
+
+    again = run_module(MODULE, args)
+    assert again["changed"] is False and again["source"] == "cache"
+    with gzip.open(path) as packed:
+        assert packed.read(1)  # still a valid archive
+
+
+def test_pip_build_takes_only_what_the_lock_hashes(run_module, wheelhouse, tmp_path):
+    lock = tmp_path / "lock.txt"
+    lock.write_text("lhtiny==1.0 \\\n    --hash=sha256:" + "1" * 64 + "\n")
+    with pytest.raises(ModuleExit) as failed:
+        run_module(MODULE, pip_entry(tmp_path / "cache", lock, "0" * 64))
+    msg = failed.value.result["msg"]
+    assert "refused a wheel whose sha256 is not in" in msg and str(lock) in msg
+    assert files_under(tmp_path / "cache") == []
+
+    lock.write_text("lhtiny==1.0\n")  # no hash at all
+    with pytest.raises(ModuleExit) as failed:
+        run_module(MODULE, pip_entry(tmp_path / "cache", lock, "0" * 64))
+    assert "regenerate the lock" in failed.value.result["msg"]
+
+    args = pip_entry(tmp_path / "cache", tmp_path / "missing.txt", "0" * 64)
+    with pytest.raises(ModuleExit) as failed:
+        run_module(MODULE, args)
+    missing = tmp_path / "missing.txt"
+    assert f"the lock file {missing} of source.pip.requirements does not exist" in failed.value.result["msg"]
+    assert files_under(tmp_path / "cache") == []
+
+
+def test_pip_build_without_a_wheel_for_the_hosts_names_the_package(run_module, wheelhouse, tmp_path):
+    lock = tmp_path / "lock.txt"
+    lock.write_text(lock_line(wheelhouse["tiny"], "lhtiny==1.0") + lock_line(wheelhouse["new"], "lhnew==1.0"))
+    with pytest.raises(ModuleExit) as failed:
+        run_module(MODULE, pip_entry(tmp_path / "cache", lock, "0" * 64))
+    msg = failed.value.result["msg"]
+    assert "no wheel of lhnew==1.0 for CPython 3.11 on manylinux (glibc 2.36) x86_64" in msg
+    assert "pin in" in msg and str(lock) in msg
+    assert files_under(tmp_path / "cache") == []
+
+    # Hosts with a newer glibc take it; arm64 hosts take none of these platform wheels.
+    with pytest.raises(ModuleExit) as failed:
+        run_module(MODULE, pip_entry(tmp_path / "cache", lock, "0" * 64, glibc="2.39"))
+    assert failed.value.result["actual_sha256"]
+    with pytest.raises(ModuleExit) as failed:
+        run_module(MODULE, pip_entry(tmp_path / "cache", lock, "0" * 64, arch="arm64"))
+    assert "no wheel of lhnew==1.0 for CPython 3.11 on manylinux (glibc 2.36) aarch64" in failed.value.result["msg"]
+
+
+def test_pip_check_mode_and_mirror(run_module, wheelhouse, site, tmp_path):
+    lock = tmp_path / "lock.txt"
+    lock.write_text(lock_line(wheelhouse["tiny"], "lhtiny==1.0"))
+    result = run_module(MODULE, pip_entry(tmp_path / "cache", lock, "0" * 64), check_mode=True)
+    assert result["changed"] is True and result["source"] == "pip"
+    assert not (tmp_path / "cache").exists()
+
+    # A mirror serves the packed tree: no pip, no lock needed.
+    site.publish("mirror/tiny/1.0/amd64/tiny-1.0-py311.tar.gz", PAYLOAD)
+    args = pip_entry(tmp_path / "cache", tmp_path / "missing.txt", sha256(PAYLOAD))
+    args["mirror"] = site.url + "/mirror"
+    assert run_module(MODULE, args)["source"] == "mirror"
