@@ -32,8 +32,11 @@ from minio import Minio
 from minio.error import S3Error
 from trino.dbapi import Connection
 
-from lakehouse_cli import LakehouseError, clients, monitoring, probe
+from lakehouse_cli import LakehouseError, clients, monitoring, orchestrator, probe
 from lakehouse_cli.contracts import Contract, resolve_secret, secrets_dir
+from module_utils import lakehouse_jobs
+
+REPO = Path(__file__).resolve().parent.parent
 
 # How long a node that has just become ready may take to appear among the coordinator's nodes.
 WORKERS_JOIN_SECONDS = 30
@@ -577,3 +580,68 @@ def prometheus_targets_up(contract: Contract, ctx: VerifyContext) -> Iterator[Ou
         time.sleep(2)
     for url, (state, text) in sorted(states.items()):
         yield Outcome(url, state == "up", text)
+
+
+# --- orchestrator: Airflow or Dagster -----------------------------------------------------------
+
+# The sample job that verify runs through the orchestrator, for a fixed day (a re-run replaces it).
+SAMPLE_JOB = REPO / "jobs" / "daily_ingest.yml"
+SAMPLE_DAY = datetime.date(2026, 1, 1)
+SAMPLE_JOB_SECONDS = 600
+DEFAULT_ORCHESTRATOR_USERS = (("admin", "admin"), ("airflow", "airflow"), ("dagster", "dagster"))
+
+
+def _orchestrator_refused(contract: Contract, user: str | None, password: str | None) -> Outcome:
+    """The orchestrator's API must refuse a request without credentials, or with these."""
+    if contract.data["implementation"] == "airflow":
+        if user is None:
+            url = f"{contract.require('api')}/dags"
+            answer = orchestrator.call(url, contract)
+        else:
+            url = f"{contract.url}/auth/token"
+            answer = orchestrator.airflow_token(contract, user, password or "")
+    else:
+        url = contract.require("api")
+        headers = orchestrator.dagster_headers(user, password or "") if user is not None else {}
+        answer = orchestrator.call(url, contract, {"query": "{ version }"}, headers)
+    reply = probe.Reply(answer.status, answer.detail)
+    return _http_refused(url, reply, (401, 403))
+
+
+@check("orchestrator", "anonymous access refused")
+def orchestrator_anonymous_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    yield _orchestrator_refused(contract, None, None)
+
+
+@check("orchestrator", "default credentials refused")
+def orchestrator_default_credentials_refused(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    for user, password in DEFAULT_ORCHESTRATOR_USERS:
+        yield _orchestrator_refused(contract, user, password)
+
+
+def has_sample_job(contract: Contract) -> bool:
+    return "daily_ingest" in (contract.data.get("jobs") or [])
+
+
+@check("orchestrator", "sample job run and read back", when=has_sample_job)
+def orchestrator_sample_job(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    """daily_ingest, triggered through the orchestrator's API for SAMPLE_DAY, finishes; Trino then
+    reads exactly the rows it loads for that day."""
+    spec = lakehouse_jobs.load_spec(str(SAMPLE_JOB))
+    expected = int(spec["env"]["ROWS"])
+    admin = contract.credential("admin")
+    user, password = ctx.user(contract, admin), ctx.secret(contract, admin["secret_ref"])
+    state = orchestrator.run_job(contract, spec["name"], SAMPLE_DAY, user, password, SAMPLE_JOB_SECONDS)
+    rows = ingested_rows(ctx, SAMPLE_DAY)
+    yield Outcome(contract.url, rows == expected, f"run {state}; {rows} rows for {SAMPLE_DAY}, expected {expected}")
+
+
+def ingested_rows(ctx: VerifyContext, day: datetime.date) -> int:
+    """How many rows the sample job's table holds for `day`, read with Trino."""
+    query = next((c for c in ctx.contracts if c.service == "query"), None)
+    if query is None:
+        raise LakehouseError("no published query contract to read the sample job's rows with")
+    statement = f"SELECT count(*) FROM ingest.daily_events WHERE event_date = DATE '{day.isoformat()}'"  # noqa: S608
+    with clients.ca_bundle_env([query.ca]), _trino(query, ctx, catalog=query.require("catalog")) as trino:
+        [(rows,)] = clients.trino_rows(trino, statement)
+    return rows

@@ -654,6 +654,7 @@ def render_airflow(spec, context) -> str:
     if context["target"] == "docker":
         docker = context["docker"]
         imports = [
+            "import os",
             "from airflow.providers.docker.operators.docker import DockerOperator",
             "from airflow.sdk import DAG, CronDataIntervalTimetable",
             "from docker.types import Mount",
@@ -668,6 +669,8 @@ def render_airflow(spec, context) -> str:
             f"network_mode={docker['network_mode']!r}",
             "auto_remove='force'",
             "mount_tmp_dir=False",
+            # As the orchestrator's own user: the job reads the credential files it is given, no more.
+            "user=f'{os.getuid()}:{os.getgid()}'",
             f"entrypoint={spec['command'] or None!r}",
             f"command={args or None!r}",
             f"environment={env!r}",
@@ -752,6 +755,7 @@ module_utils/lakehouse_jobs.py: do not edit."""
 
 import collections
 import datetime
+import os
 import re
 
 import dagster as dg
@@ -806,6 +810,7 @@ def run_container(context, job, variables):
         environment={name: substitute(value, variables) for name, value in job["env"].items()},
         labels=job["labels"],
         network_mode=DOCKER["network_mode"],
+        user=f"{os.getuid()}:{os.getgid()}",  # the code server's user: it reads the files it is given, no more
         mounts=[
             docker.types.Mount(target=entry["path"], source=entry["source"], type="bind", read_only=True)
             for entry in job["files"]

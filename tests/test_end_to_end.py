@@ -9,6 +9,7 @@ and state directory live in the test's temporary directory; the host is removed 
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ import time
 import pytest
 from sites import REPO, ROUND_TRIP, Site, refused_anonymously, round_trip, scraped
 
-from lakehouse_cli import probe
+from lakehouse_cli import checks, orchestrator, probe
 
 HOST = "e2e-1.sandbox.lakehouse.test"
 NETWORK = "lakehouse-e2e"
@@ -60,8 +61,9 @@ def site(tmp_path_factory):
     sandbox.lakehouse("down")
 
 
-def up(site: Site, catalog_type: str) -> str:
-    result = site.lakehouse("up", "-e", f"iceberg_catalog_type={catalog_type}")
+def up(site: Site, catalog_type: str, *extra: str) -> str:
+    more = [arg for value in extra for arg in ("-e", value)]
+    result = site.lakehouse("up", "-e", f"iceberg_catalog_type={catalog_type}", *more)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output
@@ -186,3 +188,50 @@ def test_switching_only_the_catalog_type_to_jdbc_verifies_green(site):
     assert round_trip(verified) == ROUND_TRIP
     catalog = passed(verified, "catalog readiness")
     assert catalog and re.match(r"postgresql://.*/iceberg_catalog$", catalog.group(1)), verified
+
+
+# --- the orchestrator: the same job spec on Airflow, then on Dagster --------------------------------
+
+
+def job_rows(site: Site, job: str, day: datetime.date) -> int:
+    """Run `job` for `day` through the site's orchestrator (its API, as the orchestrator contract
+    publishes it) and read back with Trino how many rows the day's partition holds."""
+    ctx = checks.VerifyContext(env=site.env, contracts=site.contracts())
+    orchestrator_contract = next(c for c in ctx.contracts if c.service == "orchestrator")
+    admin = orchestrator_contract.credential("admin")
+    password = ctx.secret(orchestrator_contract, admin["secret_ref"])
+    orchestrator.run_job(orchestrator_contract, job, day, admin["user"], password, timeout=600)
+    return checks.ingested_rows(ctx, day)
+
+
+def unit_states(unit: str) -> tuple[str, str]:
+    """(is-active, is-enabled) of a unit of the test host."""
+    state = subprocess.run(
+        ["docker", "exec", HOST, "systemctl", "is-active", unit], capture_output=True, text=True, check=False
+    )
+    enabled = subprocess.run(
+        ["docker", "exec", HOST, "systemctl", "is-enabled", unit], capture_output=True, text=True, check=False
+    )
+    return state.stdout.strip(), enabled.stdout.strip()
+
+
+def test_the_sample_job_runs_through_airflow_and_a_second_run_of_the_day_replaces_its_rows(site):
+    day = datetime.date(2026, 3, 1)
+    assert job_rows(site, "daily_ingest", day) == 1000
+    assert job_rows(site, "daily_ingest", day) == 1000
+
+
+def test_switching_only_the_orchestrator_to_dagster_stops_airflow_and_runs_the_same_job(site):
+    output = up(site, "jdbc", "orchestrator_type=dagster")
+    assert "orchestrator " in output and HOST in output, output[-3000:]
+    for unit in ("lakehouse-airflow", "lakehouse-airflow-scheduler", "lakehouse-airflow-dag-processor"):
+        assert unit_states(unit) == ("inactive", "disabled"), unit
+    day = datetime.date(2026, 3, 2)
+    assert job_rows(site, "daily_ingest", day) == 1000
+    assert job_rows(site, "daily_ingest", day) == 1000
+    again = up(site, "jdbc", "orchestrator_type=dagster")
+    summary = re.search(r"site\.yml: done, \d+ tasks, hosts ok=\d+ changed=(\d+)", again)
+    assert summary and summary.group(1) == "0", again[-3000:]
+    verified = site.verify()
+    assert passed(verified, "orchestrator sample job run and read back"), verified
+    assert passed(verified, "orchestrator anonymous access refused"), verified

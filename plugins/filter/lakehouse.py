@@ -57,6 +57,20 @@ def public_key_der_b64(private_key_pem: str) -> str:
     return base64.b64encode(der).decode()
 
 
+def fernet_key(secret: str) -> str:
+    """A Fernet key (Airflow's fernet_key: urlsafe base64 of 32 bytes) derived from a stored
+    secret, so it is the same on every run and never has to be stored in its own format."""
+    return base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()).decode()
+
+
+def ssha(password: str, salt: str) -> str:
+    """An htpasswd entry's hash in the salted SHA-1 scheme nginx reads ({SSHA}), from a stored salt so
+    a second run writes the same file. Enough for the generated 40-character passwords, and needs no
+    crypt library on the controller."""
+    digest = hashlib.sha1(password.encode() + salt.encode()).digest()  # noqa: S324 (nginx's {SSHA} scheme)
+    return "{SSHA}" + base64.b64encode(digest + salt.encode()).decode()
+
+
 def pod_problems(pods: list[dict]) -> list[dict]:
     """Why each pod that is not Ready is not: [{pod, reason, started}], `reason` from what Kubernetes
     says of it (a waiting or failed container, an unschedulable or unready pod), `started` true when
@@ -101,4 +115,6 @@ class FilterModule:
             "lakehouse_jwt_rs256": jwt_rs256,
             "lakehouse_public_key_der_b64": public_key_der_b64,
             "lakehouse_pod_problems": pod_problems,
+            "lakehouse_fernet_key": fernet_key,
+            "lakehouse_ssha": ssha,
         }

@@ -8,6 +8,7 @@ A service role describes its service as data (roles/<role>/vars/main.yml, `<role
     packages, package_config, conflicting_units                  Debian packages (metal) / image base
     files [{path, content, secret}]                               config files shared by every component
     directories, read_write_paths, capabilities, address_families, full_proc, limit_nofile
+    protect_proc                                                  systemd's ProtectProc (invisible)
     image, version                                                key in lakehouse_images (default: name); image tag
     components [...]                                              one process each (required, >= 1)
     jobs [...]                                                    one-off steps
@@ -74,6 +75,7 @@ SERVICE = {
     "capabilities": [],
     "address_families": [],
     "full_proc": False,
+    "protect_proc": "invisible",
     "limit_nofile": 65536,
     "image": None,
     "version": None,
@@ -103,6 +105,7 @@ PROBE = {"port": None, "path": None, "match": None, "command": None}
 STOP = {"command": [], "timeout": 120}
 RELOAD = {"signal": None}
 SIGNALS = ("HUP", "USR1", "USR2")
+PROTECT_PROC = ("invisible", "ptraceable", "noaccess", "default")
 PLACEMENT = {"groups": [], "not_with": []}
 VOLUME = {"name": REQUIRED, "path": REQUIRED, "size": "10Gi", "storage_class": ""}
 JOB = {"name": REQUIRED, "program": REQUIRED, "args": [], "env": {}, "when": "before", "creates": None}
@@ -264,6 +267,9 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
     service["truststore_builder"] = platform.get("truststore_builder") if service["java"] else None
     if service["runtime"] not in (None, "java"):
         raise AnsibleFilterError(f"{where}: unknown runtime {service['runtime']} (known: java)")
+    if service["protect_proc"] not in PROTECT_PROC:
+        known = ", ".join(PROTECT_PROC)
+        raise AnsibleFilterError(f"{where}: protect_proc {service['protect_proc']} is not one of {known}")
     public_files = {f["path"] for f in service["files"] if not f["secret"]}
     if service["ca_file"] and service["ca_file"] not in public_files:
         raise AnsibleFilterError(f"{where}: ca_file {service['ca_file']} is not one of its public files")

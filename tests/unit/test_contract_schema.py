@@ -57,7 +57,7 @@ def changed(path: str, value=None, delete: bool = False) -> dict:
 
 def test_every_layer_has_a_schema_and_the_example_is_valid():
     assert lakehouse_contract.layers() == [
-        "catalog", "catalog_db", "host", "object_storage", "observability", "query", "query_worker",
+        "catalog", "catalog_db", "host", "object_storage", "observability", "orchestrator", "query", "query_worker",
     ]  # fmt: skip
     assert lakehouse_contract.problem(VALID, "object_storage") is None
     assert VALID["endpoints"] == [
@@ -152,8 +152,8 @@ def test_a_catalog_carries_only_the_section_of_its_type():
     assert str(lakehouse_contract.problem(catalog | {"metrics": [with_credentials]}, "catalog")) == (
         "metrics[0].credentials: is not needed when auth is none"
     )
-    assert str(lakehouse_contract.problem(catalog, "orchestrator")).startswith(
-        "service: no contract schema for the layer 'orchestrator'"
+    assert str(lakehouse_contract.problem(catalog, "lineage")).startswith(
+        "service: no contract schema for the layer 'lineage'"
     )
 
 
