@@ -34,6 +34,8 @@ REFUSALS = (
     "catalog forged token refused",
     "query anonymous access refused",
     "query default credentials refused",
+    "orchestrator anonymous access refused",
+    "orchestrator default credentials refused",
 )
 
 pytestmark = pytest.mark.molecule  # same tier: Docker and the test host image
@@ -86,7 +88,7 @@ def passed(verified: str, check: str) -> re.Match | None:
 
 def test_up_brings_the_query_path_up_with_the_rest_catalog(site):
     output = up(site, "rest")
-    for service in ("object_storage", "catalog_db", "catalog", "query"):
+    for service in ("object_storage", "catalog_db", "catalog", "query", "orchestrator"):
         row = next((line for line in output.splitlines() if line.startswith(service + " ")), "")
         assert HOST in row and ("healthy" in row or "ready" in row), f"{service}: {row!r}\n{output[-3000:]}"
 
@@ -110,8 +112,9 @@ def test_prometheus_scrapes_every_metrics_endpoint_and_those_with_credentials_re
     assert set(refused_anonymously(verified)) == expected - {f"https://{HOST}:19121/q/metrics"}, verified
 
 
-# Every TLS endpoint of the host: MinIO, PostgreSQL and its exporter, Nessie's two, Trino, the host, Prometheus.
-TLS_ENDPOINTS = {f"https://{HOST}:{port}" for port in (9000, 9187, 19120, 19121, 8443, 9100, 9090)}
+# Every TLS endpoint of the host: MinIO, PostgreSQL and its exporter, Nessie's two, Trino, the host, Prometheus,
+# the orchestrator.
+TLS_ENDPOINTS = {f"https://{HOST}:{port}" for port in (9000, 9187, 19120, 19121, 8443, 9100, 9090, 8080)}
 TLS_ENDPOINTS |= {f"postgresql://{HOST}:5432"}
 
 
@@ -134,10 +137,11 @@ def test_units_are_hardened_and_come_back_after_kill_9_and_a_reboot(site):
     )  # fmt: skip
     assert report.returncode == 0, report.stdout + report.stderr
     exposures = re.findall(rf"^(lakehouse-\S+)\s+{re.escape(HOST)}\s+([0-9.]+)\s+\w+\s+pass$", report.stdout, re.M)
-    assert len(exposures) == 7 and all(float(level) <= 2.0 for _, level in exposures), report.stdout
+    # MinIO, PostgreSQL and its exporter, Nessie, Trino, Prometheus, the node exporter, Airflow's four.
+    assert len(exposures) == 11 and all(float(level) <= 2.0 for _, level in exposures), report.stdout
     assert re.search(rf"^lakehouse-minio\s+{re.escape(HOST)}\s+[0-9.]+ s\s+main process", report.stdout, re.M)
     rebooted = re.search(rf"^{re.escape(HOST)}\s+[0-9.]+ s\s+(.*)$", report.stdout, re.M)
-    assert rebooted and len(rebooted.group(1).split(", ")) == 7, report.stdout
+    assert rebooted and len(rebooted.group(1).split(", ")) == 11, report.stdout
 
 
 def test_second_up_changes_nothing(site):
