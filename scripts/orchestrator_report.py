@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""The orchestrator of an inventory, measured: what its endpoints answer, its memory, its start.
+
+    .venv/bin/python scripts/orchestrator_report.py [-i INVENTORY] [--restart] [--run YYYY-MM-DD]
+
+1. every endpoint of the orchestrator contract (UI/API, health) with what an anonymous request,
+   each well-known default credential and the generated credential get;
+2. on a sandbox host (a container), each component's unit and its memory (systemd's MemoryCurrent);
+3. with --restart: every unit of the orchestrator restarted at once, then the seconds until each
+   component's readiness command (the one the delivery engine waits on) succeeds;
+4. with --run: the sample job daily_ingest run for that day through the orchestrator's API, its
+   seconds from trigger to finish, and the rows Trino then reads for the day.
+
+Every wait is bounded (READY_SECONDS); exits non-zero when an anonymous or default-credential
+request is not refused, the generated credential is, or a component is not ready in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lakehouse_cli import checks, orchestrator  # noqa: E402
+from lakehouse_cli.cli import Session  # noqa: E402
+from lakehouse_cli.table import render  # noqa: E402
+
+READY_SECONDS = 300
+POLL_SECONDS = 0.5
+
+
+def on_host(host: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["docker", "exec", host, *argv], capture_output=True, text=True, timeout=60, check=False)
+    if check and done.returncode != 0:
+        sys.exit(f"report: {' '.join(argv)} failed on {host}: {(done.stderr or done.stdout).strip()}")
+    return done
+
+
+def answer(contract, user: str | None, password: str | None) -> tuple[str, int | None]:
+    """(what was asked, the HTTP status) of one authenticated (or anonymous) API request."""
+    if contract.data["implementation"] == "airflow":
+        if user is None:
+            return "GET /api/v2/dags", orchestrator.call(f"{contract.require('api')}/dags", contract).status
+        return "POST /auth/token", orchestrator.airflow_token(contract, user, password or "").status
+    headers = orchestrator.dagster_headers(user, password or "") if user is not None else {}
+    return "POST /graphql", orchestrator.call(
+        contract.require("api"), contract, {"query": "{ version }"}, headers
+    ).status
+
+
+def endpoint_table(contract, ctx: checks.VerifyContext) -> bool:
+    admin = contract.credential("admin")
+    generated = (admin["user"], ctx.secret(contract, admin["secret_ref"]))
+    rows, ok = [], True
+    for label, user, password in [
+        ("anonymous", None, None),
+        *[(f"default {u}/{p}", u, p) for u, p in checks.DEFAULT_ORCHESTRATOR_USERS],
+        (f"generated ({admin['user']})", *generated),
+    ]:
+        request, status = answer(contract, user, password)
+        wanted = (200, 201) if label.startswith("generated") else (401, 403)
+        ok &= status in wanted
+        rows.append((contract.url, request, label, str(status), "pass" if status in wanted else "FAIL"))
+    health = orchestrator.call(contract.readiness_url, contract).status
+    rows.append(
+        (contract.readiness_url, "GET", "anonymous (liveness)", str(health), "pass" if health == 200 else "FAIL")
+    )
+    print(render(("endpoint", "request", "credential", "answer", "refused/admitted as it should"), rows))
+    return ok
+
+
+def units(host: str, service: str) -> list[str]:
+    listed = on_host(
+        host, "systemctl", "list-units", "--type=service", "--plain", "--no-legend", f"lakehouse-{service}*"
+    )
+    return sorted(line.split()[0] for line in listed.stdout.splitlines() if line.strip())
+
+
+def component(unit: str, service: str) -> str:
+    """The component a unit runs: lakehouse-<service>[-<component>].service."""
+    name = unit.removesuffix(".service").removeprefix(f"lakehouse-{service}").lstrip("-")
+    return name or "proxy"
+
+
+def memory_table(host: str, service: str) -> None:
+    rows, total = [], 0
+    for unit in units(host, service):
+        memory = int(on_host(host, "systemctl", "show", "-p", "MemoryCurrent", "--value", unit).stdout.strip() or 0)
+        total += memory
+        rows.append((unit, host, f"{memory / 2**20:.0f} MiB"))
+    rows.append(("all", host, f"{total / 2**20:.0f} MiB"))
+    print()
+    print(render(("unit", "host", "memory"), rows))
+
+
+def restart_table(host: str, service: str, config_dir: str) -> bool:
+    """Every unit restarted at once; each component's readiness polled on its own, bounded."""
+    names = units(host, service)
+    on_host(host, "systemctl", "restart", *names)
+    started = time.monotonic()
+
+    def ready_after(unit: str) -> float | None:
+        while time.monotonic() - started < READY_SECONDS:
+            if (
+                on_host(
+                    host, "/usr/bin/python3", f"{config_dir}/health.py", component(unit, service), check=False
+                ).returncode
+                == 0
+            ):
+                return time.monotonic() - started
+            time.sleep(POLL_SECONDS)
+        return None
+
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        ready = dict(zip(names, pool.map(ready_after, names), strict=True))
+    rows = [(unit, f"{seconds:.1f} s" if seconds is not None else f"not ready within {READY_SECONDS} s")
+            for unit, seconds in sorted(ready.items(), key=lambda item: item[1] or READY_SECONDS)]  # fmt: skip
+    print()
+    print(render(("unit restarted", "ready after"), rows))
+    return None not in ready.values()
+
+
+def run_table(contract, ctx: checks.VerifyContext, day: datetime.date) -> None:
+    admin = contract.credential("admin")
+    started = time.monotonic()
+    state = orchestrator.run_job(
+        contract, "daily_ingest", day, admin["user"], ctx.secret(contract, admin["secret_ref"]), READY_SECONDS
+    )
+    seconds = time.monotonic() - started
+    print()
+    rows = [("daily_ingest", day.isoformat(), state, f"{seconds:.1f} s", str(checks.ingested_rows(ctx, day)))]
+    print(render(("job", "day", "state", "trigger to finish", "rows read back"), rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-i", "--inventory", default="inventories/sandbox")
+    parser.add_argument("--restart", action="store_true", help="restart the orchestrator and time each component")
+    parser.add_argument("--run", type=datetime.date.fromisoformat, metavar="DAY", help="run daily_ingest for DAY")
+    args = parser.parse_args()
+    session = Session(argparse.Namespace(inventory=args.inventory, limit=None, extra_vars=[], verbose=0), sys.stdout)
+    found = session.contracts()
+    ctx = checks.VerifyContext(contracts=found)
+    published = [contract for contract in found if contract.service == "orchestrator"]
+    if not published:
+        sys.exit(f"report: {args.inventory} publishes no orchestrator contract; run: lakehouse up")
+    ok = True
+    sandbox = set(session.inventory.group_hosts("sandbox"))
+    for contract in published:
+        service = contract.data["implementation"]
+        ok &= endpoint_table(contract, ctx)
+        if contract.host in sandbox:
+            memory_table(contract.host, service)
+            if args.restart:
+                ok &= restart_table(contract.host, service, f"/etc/lakehouse-{service}")
+        if args.run:
+            run_table(contract, ctx, args.run)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
