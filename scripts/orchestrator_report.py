@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lakehouse_cli import checks, orchestrator  # noqa: E402
+from lakehouse_cli import checks, orchestrator, probe  # noqa: E402
 from lakehouse_cli.cli import Session  # noqa: E402
 from lakehouse_cli.table import render  # noqa: E402
 
@@ -68,7 +68,7 @@ def endpoint_table(contract, ctx: checks.VerifyContext) -> bool:
         wanted = (200, 201) if label.startswith("generated") else (401, 403)
         ok &= status in wanted
         rows.append((contract.url, request, label, str(status), "pass" if status in wanted else "FAIL"))
-    health = orchestrator.call(contract.readiness_url, contract).status
+    health = probe.request(contract.readiness_url, contract.ca).status
     rows.append(
         (contract.readiness_url, "GET", "anonymous (liveness)", str(health), "pass" if health == 200 else "FAIL")
     )
