@@ -276,3 +276,49 @@ def test_pod_problems_say_why_each_pod_is_not_ready():
         {"pod": "prometheus-0", "reason": "Unschedulable: unbound PersistentVolumeClaims", "started": False},
         {"pod": "trino-0", "reason": "Running, not ready", "started": True},
     ]
+
+
+jobs_plugin = load("plugins/filter/lakehouse_jobs.py")
+
+
+def test_fernet_key_is_a_reproducible_32_byte_urlsafe_key():
+    from cryptography.fernet import Fernet
+
+    key = filter_plugin.fernet_key("a stored secret")
+    assert key == filter_plugin.fernet_key("a stored secret") != filter_plugin.fernet_key("another")
+    assert Fernet(key).decrypt(Fernet(key).encrypt(b"x")) == b"x"
+
+
+def test_ssha_is_the_salted_sha1_that_nginx_checks():
+    import base64
+    import hashlib
+
+    entry = filter_plugin.ssha("password-123", "salt-16-chars-xx")
+    assert entry == filter_plugin.ssha("password-123", "salt-16-chars-xx")
+    raw = base64.b64decode(entry.removeprefix("{SSHA}"))
+    digest, salt = raw[:20], raw[20:]
+    assert salt == b"salt-16-chars-xx" and digest == hashlib.sha1(b"password-123" + salt).digest()  # noqa: S324
+
+
+def test_an_image_is_named_by_digest_as_a_runtime_that_loaded_it_names_it():
+    built = {"image": "docker.io/lakehouse/daily-ingest:1.0.0", "digest": "sha256:" + "a" * 64}
+    assert jobs_plugin.image_by_digest(built) == "docker.io/lakehouse/daily-ingest@sha256:" + "a" * 64
+    registry = {"image": "registry.example.test:5000/lakehouse/job", "digest": "sha256:" + "b" * 64}
+    assert jobs_plugin.image_by_digest(registry) == "registry.example.test:5000/lakehouse/job@sha256:" + "b" * 64
+
+
+def test_job_files_are_one_dag_per_spec_or_one_dagster_code_location():
+    spec = jobs_plugin.job_spec(str(REPO / "jobs" / "daily_ingest.yml"))
+    context = {
+        "target": "docker",
+        "images": {"daily-ingest": "docker.io/lakehouse/daily-ingest@sha256:" + "c" * 64},
+        "contracts": {"query": {"env": {"LAKEHOUSE_QUERY_URL": "https://trino.lakehouse.test:8443"}}},
+        "docker": {"url": "unix:///run/lakehouse-jobs/podman.sock"},
+    }
+    airflow = jobs_plugin.job_files([spec], "airflow", context)
+    assert [f["path"] for f in airflow] == ["jobs/daily_ingest.py"] and not airflow[0]["secret"]
+    assert "user=f'{os.getuid()}:{os.getgid()}'" in airflow[0]["content"]
+    dagster = jobs_plugin.job_files([spec], "dagster", context)
+    assert [f["path"] for f in dagster] == ["jobs/definitions.py"]
+    with pytest.raises(Exception, match="images"):
+        jobs_plugin.job_files([spec], "airflow", context | {"images": {}})
