@@ -593,19 +593,8 @@ DEFAULT_ORCHESTRATOR_USERS = (("admin", "admin"), ("airflow", "airflow"), ("dags
 
 def _orchestrator_refused(contract: Contract, user: str | None, password: str | None) -> Outcome:
     """The orchestrator's API must refuse a request without credentials, or with these."""
-    if contract.data["implementation"] == "airflow":
-        if user is None:
-            url = f"{contract.require('api')}/dags"
-            answer = orchestrator.call(url, contract)
-        else:
-            url = f"{contract.url}/auth/token"
-            answer = orchestrator.airflow_token(contract, user, password or "")
-    else:
-        url = contract.require("api")
-        headers = orchestrator.dagster_headers(user, password or "") if user is not None else {}
-        answer = orchestrator.call(url, contract, {"query": "{ version }"}, headers)
-    reply = probe.Reply(answer.status, answer.detail)
-    return _http_refused(url, reply, (401, 403))
+    url, answer = orchestrator.access(contract, user, password)
+    return _http_refused(url, probe.Reply(answer.status, answer.detail), (401, 403))
 
 
 @check("orchestrator", "anonymous access refused")

@@ -86,8 +86,16 @@ def _airflow_headers(contract: Contract, user: str, password: str) -> dict[str, 
     return {"Authorization": f"Bearer {answer.body['access_token']}"}
 
 
-def dagster_headers(user: str, password: str) -> dict[str, str]:
-    return probe.basic_auth(user, password)
+def access(contract: Contract, user: str | None, password: str | None) -> tuple[str, Answer]:
+    """(URL, answer) of one API request anonymously (user None) or with a credential: Airflow's
+    DAG list, or a token for the user; Dagster's GraphQL API (basic authentication at its front)."""
+    if contract.data["implementation"] == "airflow":
+        if user is None:
+            url = f"{contract.require('api')}/dags"
+            return url, call(url, contract)
+        return f"{contract.url}/auth/token", airflow_token(contract, user, password or "")
+    headers = probe.basic_auth(user, password or "") if user is not None else {}
+    return contract.require("api"), call(contract.require("api"), contract, {"query": "{ version }"}, headers)
 
 
 def graphql(contract: Contract, query: str, variables: Mapping, headers: Mapping[str, str]) -> dict:
@@ -103,7 +111,7 @@ def run_job(contract: Contract, job: str, day: datetime.date, user: str, passwor
     its final state and fails (LakehouseError) unless it succeeded."""
     if contract.data["implementation"] == "airflow":
         return _airflow_run(contract, job, day, _airflow_headers(contract, user, password), timeout)
-    return _dagster_run(contract, job, day, dagster_headers(user, password), timeout)
+    return _dagster_run(contract, job, day, probe.basic_auth(user, password), timeout)
 
 
 def _wait(describe, done: set[str], timeout: float) -> str:

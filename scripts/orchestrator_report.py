@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,31 +27,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from reliability_report import on_host, run_on_host, units  # noqa: E402 (scripts/, the script's own directory)
+
 from lakehouse_cli import checks, orchestrator, probe  # noqa: E402
 from lakehouse_cli.cli import Session  # noqa: E402
 from lakehouse_cli.table import render  # noqa: E402
 
 READY_SECONDS = 300
 POLL_SECONDS = 0.5
-
-
-def on_host(host: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["docker", "exec", host, *argv], capture_output=True, text=True, timeout=60, check=False)
-    if check and done.returncode != 0:
-        sys.exit(f"report: {' '.join(argv)} failed on {host}: {(done.stderr or done.stdout).strip()}")
-    return done
-
-
-def answer(contract, user: str | None, password: str | None) -> tuple[str, int | None]:
-    """(what was asked, the HTTP status) of one authenticated (or anonymous) API request."""
-    if contract.data["implementation"] == "airflow":
-        if user is None:
-            return "GET /api/v2/dags", orchestrator.call(f"{contract.require('api')}/dags", contract).status
-        return "POST /auth/token", orchestrator.airflow_token(contract, user, password or "").status
-    headers = orchestrator.dagster_headers(user, password or "") if user is not None else {}
-    return "POST /graphql", orchestrator.call(
-        contract.require("api"), contract, {"query": "{ version }"}, headers
-    ).status
 
 
 def endpoint_table(contract, ctx: checks.VerifyContext) -> bool:
@@ -64,7 +46,8 @@ def endpoint_table(contract, ctx: checks.VerifyContext) -> bool:
         *[(f"default {u}/{p}", u, p) for u, p in checks.DEFAULT_ORCHESTRATOR_USERS],
         (f"generated ({admin['user']})", *generated),
     ]:
-        request, status = answer(contract, user, password)
+        url, reply = orchestrator.access(contract, user, password)
+        request, status = url.removeprefix(contract.url) or "/", reply.status
         wanted = (200, 201) if label.startswith("generated") else (401, 403)
         ok &= status in wanted
         rows.append((contract.url, request, label, str(status), "pass" if status in wanted else "FAIL"))
@@ -76,13 +59,6 @@ def endpoint_table(contract, ctx: checks.VerifyContext) -> bool:
     return ok
 
 
-def units(host: str, service: str) -> list[str]:
-    listed = on_host(
-        host, "systemctl", "list-units", "--type=service", "--plain", "--no-legend", f"lakehouse-{service}*"
-    )
-    return sorted(line.split()[0] for line in listed.stdout.splitlines() if line.strip())
-
-
 def component(unit: str, service: str) -> str:
     """The component a unit runs: lakehouse-<service>[-<component>].service."""
     name = unit.removesuffix(".service").removeprefix(f"lakehouse-{service}").lstrip("-")
@@ -91,8 +67,8 @@ def component(unit: str, service: str) -> str:
 
 def memory_table(host: str, service: str) -> None:
     rows, total = [], 0
-    for unit in units(host, service):
-        memory = int(on_host(host, "systemctl", "show", "-p", "MemoryCurrent", "--value", unit).stdout.strip() or 0)
+    for unit in units(host, f"lakehouse-{service}*"):
+        memory = int(on_host(host, "systemctl", "show", "-p", "MemoryCurrent", "--value", unit).strip() or 0)
         total += memory
         rows.append((unit, host, f"{memory / 2**20:.0f} MiB"))
     rows.append(("all", host, f"{total / 2**20:.0f} MiB"))
@@ -102,18 +78,14 @@ def memory_table(host: str, service: str) -> None:
 
 def restart_table(host: str, service: str, config_dir: str) -> bool:
     """Every unit restarted at once; each component's readiness polled on its own, bounded."""
-    names = units(host, service)
+    names = units(host, f"lakehouse-{service}*")
     on_host(host, "systemctl", "restart", *names)
     started = time.monotonic()
 
     def ready_after(unit: str) -> float | None:
         while time.monotonic() - started < READY_SECONDS:
-            if (
-                on_host(
-                    host, "/usr/bin/python3", f"{config_dir}/health.py", component(unit, service), check=False
-                ).returncode
-                == 0
-            ):
+            probe_command = ["/usr/bin/python3", f"{config_dir}/health.py", component(unit, service)]
+            if run_on_host(host, *probe_command).returncode == 0:
                 return time.monotonic() - started
             time.sleep(POLL_SECONDS)
         return None

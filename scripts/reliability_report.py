@@ -39,15 +39,21 @@ POLL_SECONDS = 0.5
 EXPOSURE = re.compile(r"Overall exposure level for \S+: ([0-9.]+) (\w+)")
 
 
+def run_on_host(host: str, *argv: str) -> subprocess.CompletedProcess:
+    """A command on a sandbox host (its container), bounded in time."""
+    return subprocess.run(["docker", "exec", host, *argv], capture_output=True, text=True, timeout=60, check=False)
+
+
 def on_host(host: str, *argv: str) -> str:
-    done = subprocess.run(["docker", "exec", host, *argv], capture_output=True, text=True, timeout=60, check=False)
+    """A command's output; the report stops when the command fails."""
+    done = run_on_host(host, *argv)
     if done.returncode != 0:
         sys.exit(f"report: {' '.join(argv)} failed on {host}: {(done.stderr or done.stdout).strip()}")
     return done.stdout
 
 
-def units(host: str) -> list[str]:
-    listed = on_host(host, "systemctl", "list-units", "--type=service", "--plain", "--no-legend", "lakehouse-*")
+def units(host: str, pattern: str = "lakehouse-*") -> list[str]:
+    listed = on_host(host, "systemctl", "list-units", "--type=service", "--plain", "--no-legend", pattern)
     return sorted(line.split()[0] for line in listed.splitlines() if line.strip())
 
 

@@ -77,6 +77,11 @@ def kubernetes_context():
     )
 
 
+def context_for(target, password_file):
+    """The runtime context of a target: the docker one mounting `password_file`, or the kubernetes one."""
+    return docker_context(password_file) if target == "docker" else kubernetes_context()
+
+
 def refused(document, *words):
     with pytest.raises(jobs.JobSpecError) as caught:
         jobs.load_spec(document)
@@ -256,7 +261,7 @@ def compiles(source, name):
 
 @pytest.mark.parametrize("target", ["docker", "kubernetes"])
 def test_airflow_dag(sample, password_file, target):
-    context = docker_context(password_file) if target == "docker" else kubernetes_context()
+    context = context_for(target, password_file)
     source = compiles(jobs.render_airflow(sample, context), "daily_ingest.py")
     assert SENTINEL not in source
     assert "from airflow.sdk import DAG" in source
@@ -312,7 +317,7 @@ def test_airflow_manual_and_cron_schedules(sample):
 
 @pytest.mark.parametrize("target", ["docker", "kubernetes"])
 def test_dagster_definitions(sample, password_file, target):
-    context = docker_context(password_file) if target == "docker" else kubernetes_context()
+    context = context_for(target, password_file)
     hourly = {**sample, "name": "hourly_load", "schedule": "@hourly"}
     weekdays = {**sample, "name": "weekday_load", "schedule": "30 2 * * 1-5"}
     manual = {**sample, "name": "manual_load", "schedule": None, "start_date": None}
