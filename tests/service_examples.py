@@ -80,3 +80,39 @@ def trino() -> dict:
              "stop": {"command": ["/usr/bin/python3", "/etc/lakehouse-trino/node.py", "drain"], "timeout": 330}},
         ],
     }  # fmt: skip
+
+
+def orchestrator() -> dict:
+    """A one_pod service: a server on loopback behind a TLS front (the component named after the
+    service), a scheduler that starts pods through the Kubernetes API, both waiting for their
+    database first."""
+    python = {"package": "python3", "path": "/usr/bin/python3"}
+    wait = ["/usr/bin/python3", "/etc/lakehouse-airflow/health.py", "database"]
+    return {
+        "name": "airflow",
+        "description": "Apache Airflow",
+        "user": "airflow",
+        "home": "/var/lib/lakehouse-airflow",
+        "config_dir": "/etc/lakehouse-airflow",
+        "server_name": "orchestrator-1.example.internal",
+        "provides": "orchestrator",
+        "consumes": ["catalog_db", "query"],
+        "packages": ["python3", "nginx-light"],
+        "ca_file": "ca.crt",
+        "one_pod": True,
+        "kubernetes_rules": [{"resources": ["pods", "pods/log"], "verbs": ["create", "get", "delete"]}],
+        "files": [{"path": "ca.crt", "content": "CA\n"}, {"path": "airflow.cfg", "content": "x\n", "secret": True}],
+        "components": [
+            {"name": "api-server", "program": python, "args": ["-m", "airflow", "api-server"], "pre_start": [wait],
+             "env": {"AIRFLOW_HOME": "/var/lib/lakehouse-airflow"},
+             "health": {"readiness": {"command": ["/usr/bin/python3", "health.py", "api-server"]}}},
+            {"name": "airflow", "program": {"package": "nginx-light", "path": "/usr/sbin/nginx"},
+             "ports": [{"name": "https", "port": 8080}],
+             "health": {"readiness": {"port": "https", "path": "/healthz"}},
+             "files": [{"path": "nginx.conf", "content": "daemon off;\n"}]},
+            {"name": "scheduler", "program": python, "args": ["-m", "airflow", "scheduler"], "pre_start": [wait],
+             "env": {"AIRFLOW_HOME": "/var/lib/lakehouse-airflow"},
+             "ports": [{"name": "logs", "port": 8793, "tls": False, "exposed": False}],
+             "health": {"readiness": {"command": ["/usr/bin/python3", "health.py", "scheduler"]}}},
+        ],
+    }  # fmt: skip

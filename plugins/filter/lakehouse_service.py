@@ -10,6 +10,8 @@ A service role describes its service as data (roles/<role>/vars/main.yml, `<role
     directories, read_write_paths, capabilities, address_families, full_proc, limit_nofile
     protect_proc                                                  systemd's ProtectProc (invisible)
     image, version                                                key in lakehouse_images (default: name); image tag
+    one_pod                                                       Kubernetes: every component in one pod
+    kubernetes_rules [{api_groups, resources, verbs}]             what its pods may do in their namespace
     components [...]                                              one process each (required, >= 1)
     jobs [...]                                                    one-off steps
 
@@ -20,6 +22,13 @@ HTTP GET of a `path` on a port, a TCP connection to a port without one, or a com
 ({command, timeout}), `reload` ({signal}: a change of config files alone reloads the process
 rather than restarting it), `replicas`, `placement` ({groups}), `volumes` ({name, path, size,
 storage_class}), `resources`.
+
+On Kubernetes each component runs in pods of its own, unless the service is `one_pod`: then
+every component is a container of one pod named after the service (the component of that name
+first), as they share one host on metal, so they reach each other on loopback (a server that must
+listen only locally, behind a proxy in front of it). `kubernetes_rules` (RBAC rules) give the
+service's pods an account of their own with those rights, and the pods they start an account
+with none (an orchestrator starts its jobs' pods).
 
 A job is a one-off program run `before` the first start (initdb; guarded by `creates` on metal,
 an init container on Kubernetes) or `after` the service is ready (schema creation; a Job).
@@ -79,6 +88,8 @@ SERVICE = {
     "limit_nofile": 65536,
     "image": None,
     "version": None,
+    "one_pod": False,
+    "kubernetes_rules": [],
     "components": REQUIRED,
     "jobs": [],
 }
@@ -112,6 +123,7 @@ JOB = {"name": REQUIRED, "program": REQUIRED, "args": [], "env": {}, "when": "be
 FILE = {"path": REQUIRED, "content": REQUIRED, "secret": False}
 ARTIFACT = {"name": REQUIRED, "dest": REQUIRED}
 PROGRAM = {"artifact": None, "package": None, "path": None}
+RULE = {"api_groups": [""], "resources": REQUIRED, "verbs": REQUIRED}
 
 # Filled in for a `runtime: java` service; the engines read the result like any other field.
 # The JDK's well-known password: the store holds public certificates only.
@@ -193,6 +205,14 @@ def _probe(where: str, given, ports: dict) -> dict | None:
         probe["scheme"] = "tcp" if not probe["path"] else "https" if ports[probe["port"]]["tls"] else "http"
         probe["number"] = ports[probe["port"]]["port"]
     return probe
+
+
+def _rule(where: str, given) -> dict:
+    rule = _fill("kubernetes rule", where, given, RULE)
+    for key, value in rule.items():
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise AnsibleFilterError(f"{where}: a kubernetes rule's `{key}` is a list of names")
+    return rule
 
 
 def _files(where: str, given: list) -> list[dict]:
@@ -297,6 +317,13 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
     names = [c["name"] for c in service["components"]]
     if len(set(names)) != len(names):
         raise AnsibleFilterError(f"{where}: component names must be unique")
+    service["one_pod"] = _bool(service["one_pod"])
+    if service["one_pod"]:
+        if any(c["replicas"] != 1 for c in service["components"]):
+            raise AnsibleFilterError(f"{where}: the components of a one_pod service have one replica each")
+        for component in service["components"]:
+            component["workload"] = service["name"]
+    service["kubernetes_rules"] = [_rule(where, r) for r in service["kubernetes_rules"]]
     jobs = []
     for given in service["jobs"]:
         job = _fill("job", where, given, JOB)
@@ -335,8 +362,17 @@ def placed(service: dict, host: str, groups: dict, exclusive: bool = True) -> li
     ]
 
 
-def _config_files(service: dict, component: dict) -> list[dict]:
-    return service["files"] + component["files"]
+def _config_files(service: dict, members: list[dict]) -> list[dict]:
+    return service["files"] + [f for member in members for f in member["files"]]
+
+
+def _pods(components: list[dict]) -> list[list[dict]]:
+    """The components grouped by the pod they run in (their workload), the one named after the
+    service first in its pod: one each, or every component of a one_pod service together."""
+    pods: dict[str, list[dict]] = {}
+    for component in components:
+        pods.setdefault(component["workload"], []).append(component)
+    return [sorted(members, key=lambda c: c["workload"] != c["name"]) for members in pods.values()]
 
 
 def _job_owner(service: dict, job: dict) -> dict:
@@ -350,13 +386,13 @@ def config_objects(service: dict, components: list[dict]) -> list[dict]:
 
     A key cannot hold "/", so "__" stands for it; the chart maps each key back to its path.
     """
-    owners = components + [_job_owner(service, j) for j in service["jobs"] if j["when"] == "after"]
+    owners = _pods(components) + [[_job_owner(service, j)] for j in service["jobs"] if j["when"] == "after"]
     objects = []
-    for owner in owners:
-        files = _config_files(service, owner)
+    for members in owners:
+        files = _config_files(service, members)
         objects.append(
             {
-                "name": f"{owner['workload']}-config",
+                "name": f"{members[0]['workload']}-config",
                 "configmap": {f["path"].replace("/", "__"): f["content"] for f in files if not f["secret"]},
                 "secret": {
                     f["path"].replace("/", "__"): base64.b64encode(f["content"].encode()).decode()
@@ -368,16 +404,30 @@ def config_objects(service: dict, components: list[dict]) -> list[dict]:
     return objects
 
 
-def _chart_config(service: dict, component: dict) -> dict:
-    files = _config_files(service, component)
+def _chart_config(service: dict, members: list[dict]) -> dict:
+    files = _config_files(service, members)
     return {
-        "name": f"{component['workload']}-config",
+        "name": f"{members[0]['workload']}-config",
         "dir": service["config_dir"],
         "files": [{"path": f["path"], "secret": f["secret"]} for f in files],
         # Paths, secret flags and contents: any change rolls the component's pods.
         "checksum": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
         "secretFiles": any(f["secret"] for f in files),
         "publicFiles": any(not f["secret"] for f in files),
+    }
+
+
+def _container(component: dict) -> dict:
+    """What the chart runs of a component in its pod: one container."""
+    return {
+        "name": component["name"],
+        "command": [component["executable"]],
+        "args": component["args"],
+        "env": component["env"],
+        "ports": component["ports"],
+        "health": component["health"],
+        "stop": component["stop"],
+        "resources": component["resources"],
     }
 
 
@@ -417,36 +467,36 @@ def helm_values(
     the path of lakehouse-probe in the image (built images hold it): the program of `helm test`."""
     first_start = [j for j in service["jobs"] if j["when"] == "before"]
     chart_components = []
-    for component in components:
+    for main, *sidecars in _pods(components):
+        members = [main, *sidecars]
+        # Each start's steps in order, each once (the components of one pod may share them), with
+        # the environment of the component that asks for it.
+        pre_start: dict[tuple, dict] = {}
+        for member in members:
+            for argv in member["pre_start"]:
+                pre_start.setdefault(tuple(argv), member["env"])
         inits = [
-            {"name": f"pre-start-{i}", "command": list(argv), "env": component["env"]}
-            for i, argv in enumerate(component["pre_start"])
+            {"name": f"pre-start-{i}", "command": list(argv), "env": env}
+            for i, (argv, env) in enumerate(pre_start.items())
         ]
         inits += [{"name": job["name"], "command": _guarded(job), "env": job["env"]} for job in first_start]
+        volumes = [v for member in members for v in member["volumes"]]
         chart_components.append(
             {
-                "name": component["name"],
-                "workload": component["workload"],
-                "replicas": component["replicas"],
-                "command": [component["executable"]],
-                "args": component["args"],
-                "env": component["env"],
+                **_container(main),
+                "workload": main["workload"],
+                "replicas": main["replicas"],
                 "home": service["home"],
-                "homeIsVolume": service["home"] in {v["path"] for v in component["volumes"]},
+                "homeIsVolume": service["home"] in {v["path"] for v in volumes},
                 # Paths the unit may write besides its home: emptyDirs on a read-only root file system.
-                "writable": sorted(
-                    set(service["read_write_paths"]) - {v["path"] for v in component["volumes"]} - {service["home"]}
-                ),
-                "config": _chart_config(service, component),
+                "writable": sorted(set(service["read_write_paths"]) - {v["path"] for v in volumes} - {service["home"]}),
+                "config": _chart_config(service, members),
                 "initContainers": inits,
-                "ports": component["ports"],
-                "health": component["health"],
-                "stop": component["stop"],
+                "sidecars": [_container(sidecar) for sidecar in sidecars],
                 "volumes": [
                     {"name": v["name"], "path": v["path"], "size": v["size"], "storageClassName": v["storage_class"]}
-                    for v in component["volumes"]
+                    for v in volumes
                 ],
-                "resources": component["resources"],
             }
         )
     jobs = []
@@ -454,7 +504,7 @@ def helm_values(
         if job["when"] != "after":
             continue
         owner = _job_owner(service, job)
-        config = _chart_config(service, owner)
+        config = _chart_config(service, [owner])
         jobs.append(
             {
                 "name": job["name"],
@@ -480,6 +530,12 @@ def helm_values(
         "provides": service["provides"],
         "consumes": sorted(service["consumes"]),
         "networkPolicy": {"enabled": True, "from": []},
+        "rbac": {
+            "rules": [
+                {"apiGroups": r["api_groups"], "resources": r["resources"], "verbs": r["verbs"]}
+                for r in service["kubernetes_rules"]
+            ]
+        },
         "tests": {
             "probe": probe,
             # The CA the probe trusts: the service's CA file, from the first component's ConfigMap.

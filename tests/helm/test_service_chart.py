@@ -21,7 +21,7 @@ import yaml
 from controlplane import REPO, ControlPlane, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from service_examples import IMAGE, PLATFORM, PROBE, UID, minio, model, trino
+from service_examples import IMAGE, PLATFORM, PROBE, UID, minio, model, orchestrator, trino
 
 CHART = REPO / "helm" / "lakehouse-service"
 NS = "lakehouse-chart"
@@ -79,7 +79,7 @@ def pod_spec(workload: dict) -> dict:
 
 
 def test_lint_strict_is_clean(helm):
-    for descriptor in (minio(), trino()):
+    for descriptor in (minio(), trino(), orchestrator()):
         done = helm.run("lint", str(CHART), "--strict", "--values", helm.values(values_of(descriptor)))
         assert "0 chart(s) failed" in done.stdout
         assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout, done.stdout
@@ -187,6 +187,54 @@ def test_each_component_is_a_workload_of_its_own(helm):
     # Each component's pods have their own config objects.
     names = {spec["volumes"][0]["projected"]["sources"][0]["configMap"]["name"] for spec in (coordinator, worker)}
     assert names == {"trino-config", "trino-worker-config"}
+
+
+def test_a_one_pod_service_runs_every_component_in_one_pod_as_on_one_host(helm):
+    docs = helm.template(values_of(orchestrator()), release="airflow")
+    (deployment,) = of_kind(docs, "Deployment").values()
+    assert deployment["metadata"]["name"] == "airflow"
+    spec = pod_spec(deployment)
+    # The component named after the service first, each its own container with its own probes.
+    assert [c["name"] for c in spec["containers"]] == ["airflow", "api-server", "scheduler"]
+    front, server, scheduler = spec["containers"]
+    assert front["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    assert server["readinessProbe"]["exec"]["command"][-1] == "api-server"
+    assert server["args"] == ["-m", "airflow", "api-server"] and "env" not in front
+    assert [p["name"] for p in scheduler["ports"]] == ["logs"]
+    # The wait for the database they share runs once, before every container, with their environment.
+    (init,) = spec["initContainers"]
+    assert init["command"][-1] == "database" and init["env"][0]["name"] == "AIRFLOW_HOME"
+    # One config object holds every component's files; every container mounts it and the home.
+    (config,) = {source[kind]["name"] for source in spec["volumes"][0]["projected"]["sources"] for kind in source}
+    assert config == "airflow-config"
+    items = [i["path"] for s in spec["volumes"][0]["projected"]["sources"] for i in next(iter(s.values()))["items"]]
+    assert sorted(items) == ["airflow.cfg", "ca.crt", "nginx.conf"]
+    assert all({m["mountPath"] for m in c["volumeMounts"]} >= {"/etc/lakehouse-airflow", "/var/lib/lakehouse-airflow"}
+               for c in spec["containers"])  # fmt: skip
+    # The Service publishes the exposed port alone; the policy admits every port of the pod.
+    (service,) = of_kind(docs, "Service").values()
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("https", 8080)]
+    (policy,) = of_kind(docs, "NetworkPolicy").values()
+    assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == ["https", "logs"]
+
+
+def test_a_service_that_uses_the_api_gets_its_rules_and_the_pods_it_starts_none(helm):
+    docs = helm.template(values_of(orchestrator()), release="airflow")
+    spec = pod_spec(of_kind(docs, "Deployment")["airflow"])
+    assert spec["serviceAccountName"] == "airflow" and spec["automountServiceAccountToken"] is True
+    (role,) = of_kind(docs, "Role").values()
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["create", "get", "delete"]}
+    ]
+    (binding,) = of_kind(docs, "RoleBinding").values()
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "airflow", "namespace": NS}]
+    accounts = of_kind(docs, "ServiceAccount")
+    assert set(accounts) == {"airflow", "airflow-runs"}
+    assert all(account["automountServiceAccountToken"] is False for account in accounts.values())
+    # A service without rules has no account and mounts no token.
+    docs = helm.template(values_of(minio()))
+    assert not of_kind(docs, "ServiceAccount") and not of_kind(docs, "Role")
+    assert pod_spec(of_kind(docs, "StatefulSet")["minio"])["automountServiceAccountToken"] is False
 
 
 def test_network_policy_denies_by_default_and_admits_consumers(helm):

@@ -8,7 +8,7 @@ import copy
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from service_examples import IMAGE, PLATFORM, UID, minio, model, trino
+from service_examples import IMAGE, PLATFORM, UID, minio, model, orchestrator, trino
 
 
 def test_defaults_are_applied_once_and_programs_resolved_by_artifact():
@@ -88,6 +88,9 @@ def test_metal_hosts_run_one_trino_process_and_a_cluster_runs_both():
         (lambda d: d.update(jobs=[{"name": "init", "program": {"artifact": "minio"}}]), "needs `creates`"),
         (lambda d: d.update(name="MinIO"), "is not a lower-case name"),
         (lambda d: d.update(runtime="python"), "unknown runtime python"),
+        (lambda d: d.update(one_pod=True) or d["components"][0].update(replicas=2), "one replica each"),
+        (lambda d: d.update(kubernetes_rules=[{"resources": ["pods"]}]), "the kubernetes rule needs `verbs`"),
+        (lambda d: d.update(kubernetes_rules=[{"resources": "pods", "verbs": ["get"]}]), "`resources` is a list"),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
@@ -168,3 +171,17 @@ def test_a_port_without_a_path_is_a_tcp_probe_on_either_delivery():
     )
     (chart,) = model.helm_values(service, service["components"], IMAGE, "cluster.local", UID)["components"]
     assert chart["health"]["readiness"]["scheme"] == "tcp"
+
+
+def test_a_one_pod_service_places_every_component_in_the_pod_named_after_it():
+    service = model.normalize(orchestrator())
+    assert {c["workload"] for c in service["components"]} == {"airflow"}
+    # Each is still a unit of its own on a host.
+    assert [c["unit"] for c in service["components"]] == [
+        "lakehouse-airflow-api-server.service", "lakehouse-airflow.service", "lakehouse-airflow-scheduler.service",
+    ]  # fmt: skip
+    (objects,) = model.config_objects(service, service["components"])
+    assert objects["name"] == "airflow-config" and set(objects["configmap"]) == {"ca.crt", "nginx.conf"}
+    (pod,) = model.helm_values(service, service["components"], IMAGE, "cluster.local", UID)["components"]
+    assert pod["name"] == "airflow" and [s["name"] for s in pod["sidecars"]] == ["api-server", "scheduler"]
+    assert [i["name"] for i in pod["initContainers"]] == ["pre-start-0"]

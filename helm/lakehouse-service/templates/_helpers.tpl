@@ -137,3 +137,57 @@ The environment of a component's program, sorted by name, plain values only.
   value: {{ $value | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+One container of a component's pod: the program of component .k (the pod's own component .c, or
+one of its sidecars) with the pod's mounts. Call with (dict "root" $ "c" $component "k" $container).
+*/}}
+{{- define "lakehouse.container" -}}
+- name: {{ .k.name }}
+  image: {{ include "lakehouse.image" .root | quote }}
+  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+  command: {{ toJson .k.command }}
+  args: {{ toJson .k.args }}
+  workingDir: {{ .c.home }}
+  {{- with .k.env }}
+  env:
+    {{- include "lakehouse.env" . | trim | nindent 4 }}
+  {{- end }}
+  {{- with .k.ports }}
+  ports:
+    {{- range . }}
+    - name: {{ .name }}
+      containerPort: {{ .port }}
+      protocol: TCP
+    {{- end }}
+  {{- end }}
+  # Startup allows as long as the systemd engine waits; then liveness and readiness take over.
+  startupProbe:
+    {{- include "lakehouse.probe" .k.health.liveness | trim | nindent 4 }}
+    periodSeconds: {{ .k.health.delay }}
+    timeoutSeconds: 5
+    failureThreshold: {{ .k.health.retries }}
+  livenessProbe:
+    {{- include "lakehouse.probe" .k.health.liveness | trim | nindent 4 }}
+    periodSeconds: 10
+    timeoutSeconds: 5
+    failureThreshold: 3
+  readinessProbe:
+    {{- include "lakehouse.probe" .k.health.readiness | trim | nindent 4 }}
+    periodSeconds: {{ .k.health.delay }}
+    timeoutSeconds: 5
+    failureThreshold: 3
+  {{- with .k.stop.command }}
+  lifecycle:
+    # The same graceful stop as the unit's ExecStop; the kubelet signals after it returns.
+    preStop:
+      exec:
+        command: {{ toJson . }}
+  {{- end }}
+  resources:
+    {{- toYaml .k.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .root.Values.securityContext | nindent 4 }}
+  volumeMounts:
+    {{- include "lakehouse.mounts" (dict "c" .c) | nindent 4 }}
+{{- end }}
