@@ -71,6 +71,11 @@ def refused_anonymously(verified: str) -> list[str]:
     return re.findall(r"^\S+ metrics refuse an anonymous scrape\s+(\S+)\s+pass\b", verified, re.M)
 
 
+def passed(verified: str, check: str) -> re.Match | None:
+    """The row of a check that passed: its endpoint is the match's group 1."""
+    return re.search(rf"^{re.escape(check)}\s+(\S+)\s+pass\b", verified, re.M)
+
+
 def round_trip(verified: str) -> list[str]:
     """The Iceberg round trips `lakehouse verify` reported, in its order."""
     return re.findall(r"^query Iceberg round trip\s+\S+\s+pass \((.*)\)\s*$", verified, re.M)

@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from sites import REPO, ROUND_TRIP, Site, refused_anonymously, round_trip, scraped
+from sites import REPO, ROUND_TRIP, Site, passed, refused_anonymously, round_trip, scraped
 
 from lakehouse_cli import checks, orchestrator, probe
 
@@ -79,11 +79,6 @@ def not_ready_within(site: Site, seconds: float) -> list[str]:
         if not waiting or time.monotonic() > deadline:
             return waiting
         time.sleep(1)
-
-
-def passed(verified: str, check: str) -> re.Match | None:
-    """The row of a check that passed: its endpoint is the match's group 1."""
-    return re.search(rf"^{re.escape(check)}\s+(\S+)\s+pass\b", verified, re.M)
 
 
 def test_up_brings_the_query_path_up_with_the_rest_catalog(site):

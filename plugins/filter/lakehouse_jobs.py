@@ -43,9 +43,11 @@ def job_files(specs: list[dict], orchestrator: str, context: dict) -> list[dict]
 
 
 def image_by_digest(built: dict) -> str:
-    """The reference of a lakehouse_image result by digest (repository@sha256:...), as a runtime
-    that loaded its archive names it."""
-    repository = built["image"].rsplit(":", 1)[0] if ":" in built["image"].rsplit("/", 1)[-1] else built["image"]
+    """The reference of a lakehouse_image result by digest (repository@sha256:...): in the registry
+    it was pushed to, else as a runtime that loaded its archive names it."""
+    image = built.get("pushed_reference") or built["image"]
+    repository = image.split("@", 1)[0]
+    repository = repository.rsplit(":", 1)[0] if ":" in repository.rsplit("/", 1)[-1] else repository
     return f"{repository}@{built['digest']}"
 
 

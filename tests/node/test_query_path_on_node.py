@@ -10,7 +10,11 @@ credentials refuse an anonymous scrape), every release's `helm test`
 reaches its Services from a consumer's pod, a second `up` changes nothing,
 `--check --diff` shows a changed value and changes nothing, a worker pod deleted during a query
 loop drains without a failed query, and switching only `iceberg_catalog_type` to `jdbc` verifies
-green again. The controller finds the Services by name through a block in /etc/hosts that the
+green again. The orchestrator runs in the same namespace: Airflow's pod (its TLS front, API server,
+scheduler, DAG processor and StatsD exporter in one pod, on loopback as on a host) starts the
+sample job as a pod of its own that writes through Trino, and `verify` triggers it through the API
+and reads the rows back; switching only `orchestrator_type` to `dagster` replaces the release and the
+same job runs as a Kubernetes Job. The controller finds the Services by name through a block in /etc/hosts that the
 engine writes (lakehouse_k8s_hosts_file), removed at the end.
 """
 
@@ -34,6 +38,7 @@ from sites import (
     Site,
     forget_cluster_names,
     node_site,
+    passed,
     recap,
     refused_anonymously,
     round_trip,
@@ -47,9 +52,10 @@ pytestmark = pytest.mark.node
 CLUSTER = "cluster-1.node.lakehouse.test"
 NAMESPACE = "lakehouse"
 SITE = "nodelake"
-SERVICES = ("minio", "postgresql", "nessie", "trino", "prometheus")
+SERVICES = ("minio", "postgresql", "nessie", "trino", "prometheus", "airflow")
 QUERY_PATH = ("object_storage", "catalog_db", "iceberg_catalog", "query_coordinator", "query_workers")
-GROUPS = (*QUERY_PATH, "observability")
+GROUPS = (*QUERY_PATH, "observability", "orchestrator")
+SAMPLE_JOB = "orchestrator sample job run and read back"
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +88,13 @@ def test_every_service_runs_in_pods_admitted_under_restricted(up, node, node_api
     core = client.CoreV1Api(node_api)
     labels = core.read_namespace(NAMESPACE).metadata.labels
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    pods = core.list_namespaced_pod(NAMESPACE).items
+    # The services' pods (a job's pod, started by the orchestrator, is not a release's).
+    pods = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/part-of=lakehouse").items
     running = {p.metadata.labels["app.kubernetes.io/name"] for p in pods if p.status.phase == "Running"}
     assert running >= set(SERVICES), {p.metadata.name: p.status.phase for p in pods}
+    (orchestrator,) = [p for p in pods if p.metadata.labels["app.kubernetes.io/name"] == "airflow"]
+    names = [c.name for c in orchestrator.spec.containers]
+    assert names == ["airflow", "api-server", "scheduler", "dag-processor", "statsd-exporter"], names
     for pod in pods:
         for container in pod.spec.containers:
             assert container.security_context.read_only_root_filesystem is True, pod.metadata.name
@@ -103,11 +113,14 @@ def test_contracts_name_services_by_their_cluster_dns_names(up, site):
     assert urls["query"] == f"https://trino{suffix}:8443"
     assert urls["catalog_db"].startswith(f"postgresql://postgresql{suffix}:5432")
     assert urls["observability"] == f"https://prometheus{suffix}:9090"
+    assert urls["orchestrator"] == f"https://airflow{suffix}:8080"
 
 
 def test_verify_rest_catalog_pyiceberg_and_trino_both_ways(up, site):
     verified = site.verify()
     assert round_trip(verified) == ROUND_TRIP
+    # Airflow started the sample job's pod, which wrote the day's rows through Trino.
+    assert passed(verified, SAMPLE_JOB), verified
     # Prometheus in its pod scrapes every metrics endpoint by its cluster name, both workers' pods
     # among them, and each is up.
     suffix = f".{NAMESPACE}.svc.cluster.local"
@@ -115,7 +128,7 @@ def test_verify_rest_catalog_pyiceberg_and_trino_both_ways(up, site):
     expected = {
         f"https://minio{suffix}:9000/minio/v2/metrics/cluster", f"https://postgresql-exporter{suffix}:9187/metrics",
         f"https://nessie{suffix}:19121/q/metrics", f"https://trino{suffix}:8443/metrics",
-        f"https://prometheus{suffix}:9090/metrics", *workers,
+        f"https://prometheus{suffix}:9090/metrics", f"https://airflow{suffix}:8080/metrics", *workers,
     }  # fmt: skip
     up = scraped(verified)
     assert set(up) == expected, verified
@@ -321,3 +334,19 @@ def test_one_variable_set_renders_identical_files_on_both_deliveries(up, site, m
     for expected in ("minio:minio.env", "postgresql:postgresql.conf", "nessie:application.properties",
                      "trino:config.properties", "trino:catalog/lakehouse.properties"):  # fmt: skip
         assert expected in compared, compared
+
+
+def test_switching_only_the_orchestrator_to_dagster_runs_the_same_job_as_a_kubernetes_job(up, site, node, node_api):
+    result = site.lakehouse("up", "-e", "orchestrator_type=dagster")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    assert "airflow" not in revisions(node) and "dagster" in revisions(node)
+    verified = site.verify()
+    assert passed(verified, SAMPLE_JOB), verified
+    # The run's pod ran as the account with no rights, mounting no token, admitted under restricted.
+    jobs = client.BatchV1Api(node_api).list_namespaced_job(NAMESPACE).items
+    labels = lambda job: {**(job.metadata.labels or {}), **(job.spec.template.metadata.labels or {})}  # noqa: E731
+    runs = [j for j in jobs if labels(j).get("lakehouse.job") == "daily_ingest"]
+    assert runs and all(j.status.succeeded == 1 for j in runs), [j.status for j in runs]
+    assert {j.spec.template.spec.service_account_name for j in runs} == {"dagster-runs"}
+    account = client.CoreV1Api(node_api).read_namespaced_service_account("dagster-runs", NAMESPACE)
+    assert account.automount_service_account_token is False

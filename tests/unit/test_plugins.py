@@ -305,6 +305,9 @@ def test_an_image_is_named_by_digest_as_a_runtime_that_loaded_it_names_it():
     assert jobs_plugin.image_by_digest(built) == "docker.io/lakehouse/daily-ingest@sha256:" + "a" * 64
     registry = {"image": "registry.example.test:5000/lakehouse/job", "digest": "sha256:" + "b" * 64}
     assert jobs_plugin.image_by_digest(registry) == "registry.example.test:5000/lakehouse/job@sha256:" + "b" * 64
+    # A pushed image: as the registry names it.
+    pushed = {**built, "pushed_reference": "registry.example.test:5000/team/daily-ingest:1.0.0@sha256:" + "a" * 64}
+    assert jobs_plugin.image_by_digest(pushed) == "registry.example.test:5000/team/daily-ingest@sha256:" + "a" * 64
 
 
 def test_job_files_are_one_dag_per_spec_or_one_dagster_code_location():
