@@ -105,9 +105,31 @@ def pod_problems(pods: list[dict]) -> list[dict]:
     return problems
 
 
+def rollback_revision(history: list[dict]) -> int:
+    """The revision a failed release goes back to (`helm history -o json`): the last one that was
+    deployed before it (superseded since), or 0 when none was (a first install that failed)."""
+    served = [entry["revision"] for entry in history if entry.get("status") in ("deployed", "superseded")]
+    latest = max((entry["revision"] for entry in history), default=0)
+    return max((revision for revision in served if revision < latest), default=0)
+
+
+def workloads_ready(workloads: list[dict]) -> bool:
+    """Whether every Deployment and StatefulSet has all its replicas ready at its current template."""
+    for workload in workloads:
+        spec, status = workload.get("spec") or {}, workload.get("status") or {}
+        wanted = spec.get("replicas", 1)
+        if status.get("readyReplicas", 0) != wanted or status.get("updatedReplicas", 0) != wanted:
+            return False
+        if status.get("observedGeneration", 0) < (workload.get("metadata") or {}).get("generation", 0):
+            return False
+    return True
+
+
 class FilterModule:
     def filters(self):
         return {
+            "lakehouse_rollback_revision": rollback_revision,
+            "lakehouse_workloads_ready": workloads_ready,
             "lakehouse_artifact_path": artifact_path,
             "lakehouse_endpoint_name": endpoint_name,
             "lakehouse_cluster_aliases": cluster_aliases,

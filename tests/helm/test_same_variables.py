@@ -222,17 +222,35 @@ def test_changed_variable_gives_one_revision_and_a_new_checksum(converged, site,
     assert "MINIO_SITE_REGION=eu-west-1" in base64.b64decode(secret["minio.env"]).decode()
 
 
-def test_a_release_that_cannot_become_ready_fails_with_what_kubernetes_says_of_its_pod(converged, site, cp):
-    """A value no preflight can judge (a CPU request no node can give): the run fails naming the pod
-    and why it is not ready, not with Helm's timeout alone. (A StatefulSet does not replace a pod of
-    a failed revision by itself, Kubernetes' "forced rollback": the test removes the release before
-    the run with sound values installs it again.)"""
-    impossible = {"minio_resources": {"requests": {"cpu": "1000", "memory": "512Mi"}}, "minio_health_retries": 5}
+def test_a_release_that_cannot_become_ready_is_rolled_back_and_says_why(converged, site, cp, api):
+    """A value no preflight can judge (a CPU request no node can give), with a changed config file:
+    the run fails naming the pod and why it is not ready, not with Helm's timeout alone, and puts
+    the previous release back (its config objects as they were, the release rolled back, the pod of
+    the failed revision replaced: a StatefulSet keeps it otherwise), which serves again and is what
+    the next run finds."""
+    core = client.CoreV1Api(api)
+    secret_before = core.read_namespaced_secret("minio-config", NAMESPACE).data
+    template_before = pod_template(api).metadata.annotations["checksum/config"]
+    revision = release_revision(cp)
+    impossible = {
+        "minio_resources": {"requests": {"cpu": "1000", "memory": "512Mi"}},
+        "minio_health_retries": 5,
+        "minio_region": "eu-north-1",
+    }
     result = site["playbook"]("object_storage.yml", "--limit", CLUSTER, "-e", json.dumps(impossible))
     assert result.returncode != 0
-    assert re.search(r"The release minio did not become ready .*Pod minio-0: Unschedulable: .*Insufficient cpu", (
-        " ".join(result.stdout.split())
-    )), result.stdout[-5000:]  # fmt: skip
-    helm(cp, "uninstall", "minio", "--wait")
-    healed = site["playbook"]("object_storage.yml", "--limit", CLUSTER)
+    said = " ".join(result.stdout.split())
+    reason = r"The release minio did not become ready .*Pod minio-0: Unschedulable: .*Insufficient cpu"
+    assert re.search(reason, said), result.stdout[-5000:]
+    rolled_back = f"It was rolled back to revision {revision}, with its config objects as they were: the previous"
+    assert rolled_back in said, result.stdout[-5000:]
+    assert core.read_namespaced_secret("minio-config", NAMESPACE).data == secret_before
+    assert pod_template(api).metadata.annotations["checksum/config"] == template_before
+    status = client.AppsV1Api(api).read_namespaced_stateful_set("minio", NAMESPACE).status
+    assert status.ready_replicas == 1 and status.current_revision == status.update_revision
+    # The failed revision and the rollback are two more; what was put back is what the next run finds.
+    assert release_revision(cp) == revision + 2
+    healed = site["playbook"]("object_storage.yml", "--limit", CLUSTER, "-e", "minio_region=eu-west-1")
     assert healed.returncode == 0, healed.stdout[-5000:]
+    assert recap(healed.stdout, CLUSTER)["changed"] == 0, healed.stdout[-5000:]
+    assert release_revision(cp) == revision + 2

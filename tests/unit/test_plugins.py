@@ -278,6 +278,35 @@ def test_pod_problems_say_why_each_pod_is_not_ready():
     ]
 
 
+def test_a_failed_release_goes_back_to_the_last_revision_that_was_deployed():
+    history = [
+        {"revision": 1, "status": "superseded"},
+        {"revision": 2, "status": "superseded"},
+        {"revision": 3, "status": "failed"},
+    ]
+    assert filter_plugin.rollback_revision(history) == 2
+    # A release rolled back before: its rollback revision is the one that served last.
+    history += [{"revision": 4, "status": "superseded"}, {"revision": 5, "status": "failed"}]
+    assert filter_plugin.rollback_revision(history) == 4
+    # A first install that failed has nothing to go back to.
+    assert filter_plugin.rollback_revision([{"revision": 1, "status": "failed"}]) == 0
+
+
+def workload(replicas: int, generation: int = 2, observed: int = 2, **status) -> dict:
+    return {"metadata": {"generation": generation}, "spec": {"replicas": replicas},
+            "status": {"observedGeneration": observed, **status}}  # fmt: skip
+
+
+def test_workloads_are_ready_when_every_replica_is_ready_at_the_current_template():
+    ready = workload(2, readyReplicas=2, updatedReplicas=2)
+    assert filter_plugin.workloads_ready([ready, workload(1, readyReplicas=1, updatedReplicas=1)])
+    assert not filter_plugin.workloads_ready([ready, workload(1, readyReplicas=1, updatedReplicas=0)])
+    assert not filter_plugin.workloads_ready([workload(1, readyReplicas=0, updatedReplicas=1)])
+    # A status not yet about the current template says nothing.
+    assert not filter_plugin.workloads_ready([workload(1, observed=1, readyReplicas=1, updatedReplicas=1)])
+    assert filter_plugin.workloads_ready([workload(0)])
+
+
 jobs_plugin = load("plugins/filter/lakehouse_jobs.py")
 
 
