@@ -64,7 +64,8 @@ options:
     description:
       - Wait until the rollout is complete (Deployments and StatefulSets Ready, Services and
         PersistentVolumeClaims usable) before reporting success; on uninstall, wait until the
-        resources are gone. Helm's C(--wait).
+        resources are gone, their pods too (C(--cascade foreground)): a service taken away has
+        stopped before the next task runs. Helm's C(--wait).
     type: bool
     default: true
   timeout:
@@ -316,7 +317,8 @@ def main():
         result["chart"] = before["chart"] if before else None
         result["changed"] = before is not None
         if result["changed"] and not module.check_mode:
-            helm.run(["uninstall", name, *wait], f"uninstalling release {name}")
+            # Foreground: the release is gone when its pods are, not only its workloads.
+            helm.run(["uninstall", name, "--cascade", "foreground", *wait], f"uninstalling release {name}")
             result.update(revision=0, status="absent")
     else:
         # Always a file: a values dict on the command line would show in the process list.

@@ -6,8 +6,11 @@
 1. every endpoint of the orchestrator contract (UI/API, health) with what an anonymous request,
    each well-known default credential and the generated credential get;
 2. on a sandbox host (a container), each component's unit and its memory (systemd's MemoryCurrent);
+   on a cluster (KUBECONFIG), its pod and the pod's memory (working set, from the cgroup of a node
+   on this machine);
 3. with --restart: every unit of the orchestrator restarted at once, then the seconds until each
-   component's readiness command (the one the delivery engine waits on) succeeds;
+   component's readiness command (the one the delivery engine waits on) succeeds; on a cluster,
+   its pod deleted, then the seconds until its replacement is Ready (every container's probe);
 4. with --run: the sample job daily_ingest run for that day through the orchestrator's API, its
    seconds from trigger to finish, and the rows Trino then reads for the day.
 
@@ -99,6 +102,54 @@ def restart_table(host: str, service: str, config_dir: str) -> bool:
     return None not in ready.values()
 
 
+def pod_tables(contract, service: str, restart: bool) -> bool:
+    """The orchestrator's pod on its cluster: its memory, and with `restart` its replacement's start."""
+    import glob
+
+    from kubernetes import client, config
+
+    config.load_kube_config()
+    core = client.CoreV1Api()
+    namespace = contract.url.split("://", 1)[1].split(".")[1]  # https://<service>.<namespace>.svc...
+    selector = f"app.kubernetes.io/name={service},app.kubernetes.io/part-of=lakehouse"
+
+    def ready_pod(other_than: str = ""):
+        for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+            conditions = {c.type: c.status for c in pod.status.conditions or []}
+            if pod.metadata.uid != other_than and conditions.get("Ready") == "True":
+                return pod
+        return None
+
+    pod = ready_pod()
+    if pod is None:
+        print(f"\nno ready pod of {service} in {namespace}")
+        return False
+    cgroups = glob.glob(f"/sys/fs/cgroup/memory/kubepods*/**/pod{pod.metadata.uid}", recursive=True)
+    memory = "not on this machine"
+    if cgroups:
+        stat = dict(line.split() for line in Path(cgroups[0], "memory.stat").read_text().splitlines())
+        usage = int(Path(cgroups[0], "memory.usage_in_bytes").read_text())
+        memory = f"{(usage - int(stat['total_inactive_file'])) / 2**20:.0f} MiB"
+    print()
+    print(render(("pod", "containers", "memory (working set)"),
+                 [(pod.metadata.name, " ".join(c.name for c in pod.spec.containers), memory)]))  # fmt: skip
+    if not restart:
+        return True
+    core.delete_namespaced_pod(pod.metadata.name, namespace)
+    started = time.monotonic()
+    while (replacement := ready_pod(other_than=pod.metadata.uid)) is None:
+        if time.monotonic() - started > READY_SECONDS:
+            print(f"\nno replacement of {pod.metadata.name} ready within {READY_SECONDS} s")
+            return False
+        time.sleep(POLL_SECONDS)
+    print()
+    seconds = f"{time.monotonic() - started:.1f} s"
+    print(
+        render(("pod deleted", "replacement", "ready after"), [(pod.metadata.name, replacement.metadata.name, seconds)])
+    )
+    return True
+
+
 def run_table(contract, ctx: checks.VerifyContext, day: datetime.date) -> None:
     admin = contract.credential("admin")
     started = time.monotonic()
@@ -132,6 +183,8 @@ def main() -> None:
             memory_table(contract.host, service)
             if args.restart:
                 ok &= restart_table(contract.host, service, f"/etc/lakehouse-{service}")
+        elif ".svc." in contract.url:
+            ok &= pod_tables(contract, service, args.restart)
         if args.run:
             run_table(contract, ctx, args.run)
     sys.exit(0 if ok else 1)

@@ -9,11 +9,11 @@ every metrics endpoint by its cluster name, both workers' pods among them, and t
 credentials refuse an anonymous scrape), every release's `helm test`
 reaches its Services from a consumer's pod, a second `up` changes nothing,
 `--check --diff` shows a changed value and changes nothing, a worker pod deleted during a query
-loop drains without a failed query, and switching only `iceberg_catalog_type` to `jdbc` verifies
-green again. The orchestrator runs in the same namespace: Airflow's pod (its TLS front, API server,
-scheduler, DAG processor and StatsD exporter in one pod, on loopback as on a host) starts the
-sample job as a pod of its own that writes through Trino, and `verify` triggers it through the API
-and reads the rows back; switching only `orchestrator_type` to `dagster` replaces the release and the
+loop drains without a failed query. The orchestrator runs in the same namespace: Airflow's pod (its
+TLS front, API server, scheduler, DAG processor and StatsD exporter in one pod, on loopback as on a
+host) starts the sample job as a pod of its own that writes through Trino, and `verify` triggers it
+through the API and reads the rows back. Last, switching `iceberg_catalog_type` to `jdbc` and
+`orchestrator_type` to `dagster` verifies green again: Airflow's release and pod are gone, and the
 same job runs as a Kubernetes Job. The controller finds the Services by name through a block in /etc/hosts that the
 engine writes (lakehouse_k8s_hosts_file), removed at the end.
 """
@@ -243,13 +243,6 @@ def pod_log(core, pod) -> str:
         raise
 
 
-def test_switching_only_the_catalog_type_to_jdbc_verifies_green(up, site):
-    result = site.lakehouse("up", "-e", "iceberg_catalog_type=jdbc")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    results = site.verify()
-    assert round_trip(results) == ROUND_TRIP
-
-
 # -- one variable set, two deliveries ---------------------------------------------------------------
 
 METAL = "metal-1.nodecompare.lakehouse.test"
@@ -336,11 +329,18 @@ def test_one_variable_set_renders_identical_files_on_both_deliveries(up, site, m
         assert expected in compared, compared
 
 
-def test_switching_only_the_orchestrator_to_dagster_runs_the_same_job_as_a_kubernetes_job(up, site, node, node_api):
-    result = site.lakehouse("up", "-e", "orchestrator_type=dagster")
+# Last: both switches in one run (each alone is shown on metal, tests/test_end_to_end.py), so that
+# no other test here switches them back.
+def test_switching_the_catalog_to_jdbc_and_the_orchestrator_to_dagster_verifies_green(up, site, node, node_api):
+    result = site.lakehouse("up", "-e", "iceberg_catalog_type=jdbc", "-e", "orchestrator_type=dagster")
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    # Airflow is gone, its pod too, before Dagster started: one orchestrator schedules at a time.
     assert "airflow" not in revisions(node) and "dagster" in revisions(node)
+    core = client.CoreV1Api(node_api)
+    assert not core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=airflow").items
     verified = site.verify()
+    assert round_trip(verified) == ROUND_TRIP
+    # Dagster ran the same job spec as a Kubernetes Job, which wrote the day's rows through Trino.
     assert passed(verified, SAMPLE_JOB), verified
     # The run's pod ran as the account with no rights, mounting no token, admitted under restricted.
     jobs = client.BatchV1Api(node_api).list_namespaced_job(NAMESPACE).items
@@ -348,5 +348,5 @@ def test_switching_only_the_orchestrator_to_dagster_runs_the_same_job_as_a_kuber
     runs = [j for j in jobs if labels(j).get("lakehouse.job") == "daily_ingest"]
     assert runs and all(j.status.succeeded == 1 for j in runs), [j.status for j in runs]
     assert {j.spec.template.spec.service_account_name for j in runs} == {"dagster-runs"}
-    account = client.CoreV1Api(node_api).read_namespaced_service_account("dagster-runs", NAMESPACE)
+    account = core.read_namespaced_service_account("dagster-runs", NAMESPACE)
     assert account.automount_service_account_token is False
