@@ -64,8 +64,8 @@ options:
     description:
       - Wait until the rollout is complete (Deployments and StatefulSets Ready, Services and
         PersistentVolumeClaims usable) before reporting success; on uninstall, wait until the
-        resources are gone, their pods too (C(--cascade foreground)): a service taken away has
-        stopped before the next task runs. Helm's C(--wait).
+        resources are gone, their pods too (C(--cascade foreground)), so that a service taken
+        away has stopped before the next task runs. Helm's C(--wait).
     type: bool
     default: true
   timeout:
