@@ -198,7 +198,8 @@ def test_a_one_pod_service_runs_every_component_in_one_pod_as_on_one_host(helm):
     assert [c["name"] for c in spec["containers"]] == ["airflow", "api-server", "scheduler"]
     front, server, scheduler = spec["containers"]
     assert front["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
-    assert server["readinessProbe"]["exec"]["command"][-1] == "api-server"
+    # A sidecar's probe gates its start and restarts it; the pod serves while its front is ready.
+    assert server["startupProbe"]["exec"]["command"][-1] == "api-server" and "readinessProbe" not in server
     assert server["args"] == ["-m", "airflow", "api-server"] and "env" not in front
     assert [p["name"] for p in scheduler["ports"]] == ["logs"]
     # The wait for the database they share runs once, before every container, with their environment.

@@ -141,6 +141,8 @@ The environment of a component's program, sorted by name, plain values only.
 {{/*
 One container of a component's pod: the program of component .k (the pod's own component .c, or
 one of its sidecars) with the pod's mounts. Call with (dict "root" $ "c" $component "k" $container).
+A sidecar has no readiness probe: the pod is behind its Service while its own component is ready
+(an orchestrator's front), and a sidecar's probe gates its start and restarts it when it fails.
 */}}
 {{- define "lakehouse.container" -}}
 - name: {{ .k.name }}
@@ -172,11 +174,13 @@ one of its sidecars) with the pod's mounts. Call with (dict "root" $ "c" $compon
     periodSeconds: 10
     timeoutSeconds: 5
     failureThreshold: 3
+  {{- if eq .k.name .c.name }}
   readinessProbe:
     {{- include "lakehouse.probe" .k.health.readiness | trim | nindent 4 }}
     periodSeconds: {{ .k.health.delay }}
     timeoutSeconds: 5
     failureThreshold: 3
+  {{- end }}
   {{- with .k.stop.command }}
   lifecycle:
     # The same graceful stop as the unit's ExecStop; the kubelet signals after it returns.
