@@ -139,6 +139,16 @@ The environment of a component's program, sorted by name, plain values only.
 {{- end }}
 
 {{/*
+Every port of a component's pod (its own and its sidecars'), as JSON: read it back with
+fromJsonArray. Call with the component.
+*/}}
+{{- define "lakehouse.podPorts" -}}
+{{- $ports := list }}
+{{- range $k := prepend .sidecars . }}{{ range $k.ports }}{{ $ports = append $ports . }}{{ end }}{{ end }}
+{{- toJson $ports }}
+{{- end }}
+
+{{/*
 One container of a component's pod: the program of component .k (the pod's own component .c, or
 one of its sidecars) with the pod's mounts. Call with (dict "root" $ "c" $component "k" $container).
 A sidecar has no readiness probe: the pod is behind its Service while its own component is ready
