@@ -207,6 +207,18 @@ def _probe(where: str, given, ports: dict) -> dict | None:
     return probe
 
 
+def _health(where: str, given, ports: dict) -> dict:
+    health = _fill("health", where, given, HEALTH)
+    health["readiness"] = _probe(f"{where} readiness", health["readiness"], ports)
+    health["liveness"] = _probe(f"{where} liveness", health["liveness"], ports) or {
+        **health["readiness"],
+        "match": None,
+    }
+    health["retries"], health["delay"] = int(health["retries"]), int(health["delay"])
+    health["wait_seconds"] = health["retries"] * health["delay"]  # how long either engine waits for readiness
+    return health
+
+
 def _rule(where: str, given) -> dict:
     rule = _fill("kubernetes rule", where, given, RULE)
     for key, value in rule.items():
@@ -239,15 +251,6 @@ def _component(service: dict, given) -> dict:
     if len(by_name) != len(ports) or len({p["port"] for p in ports}) != len(ports):
         raise AnsibleFilterError(f"{where}: port names and numbers must be unique")
     component["ports"] = ports
-    health = _fill("health", where, component["health"], HEALTH)
-    health["readiness"] = _probe(f"{where} readiness", health["readiness"], by_name)
-    health["liveness"] = _probe(f"{where} liveness", health["liveness"], by_name) or {
-        **health["readiness"],
-        "match": None,
-    }
-    health["retries"], health["delay"] = int(health["retries"]), int(health["delay"])
-    health["wait_seconds"] = health["retries"] * health["delay"]  # how long either engine waits for readiness
-    component["health"] = health
     component["stop"] = _fill("stop", where, component["stop"], STOP)
     component["stop"]["timeout"] = int(component["stop"]["timeout"])
     component["reload"] = _fill("reload", where, component["reload"], RELOAD)
@@ -323,6 +326,14 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
             raise AnsibleFilterError(f"{where}: the components of a one_pod service have one replica each")
         for component in service["components"]:
             component["workload"] = service["name"]
+        pod_ports = {p["name"]: p for c in service["components"] for p in c["ports"]}
+        if len(pod_ports) != sum(len(c["ports"]) for c in service["components"]):
+            raise AnsibleFilterError(f"{where}: the port names of a one_pod service's components must be unique")
+    for component in service["components"]:
+        # A probe reaches a port of its own component, or of any in its pod (a server behind a
+        # front is probed through it: the pod's and the host's network are the same).
+        ports = pod_ports if service["one_pod"] else {p["name"]: p for p in component["ports"]}
+        component["health"] = _health(f"{where} component {component['name']}", component["health"], ports)
     service["kubernetes_rules"] = [_rule(where, r) for r in service["kubernetes_rules"]]
     jobs = []
     for given in service["jobs"]:
@@ -441,8 +452,9 @@ def _test_targets(components: list[dict]) -> list[dict]:
     exposed port, at the path of the component's HTTP probe on it (else a TCP connection)."""
     targets = []
     for component in components:
-        health = component["health"]
-        http_probes = [p for p in (health["readiness"], health["liveness"]) if p and p["port"]]
+        # Any probe of the pod on that port (a front's port may serve its server's readiness).
+        pod = [c["health"] for c in components if c["workload"] == component["workload"]]
+        http_probes = [p for h in pod for p in (h["readiness"], h["liveness"]) if p and p["port"]]
         for port in component["ports"]:
             if not port["exposed"]:
                 continue
@@ -564,7 +576,8 @@ def readiness_waits(service: dict, components: list[dict], endpoint: dict) -> li
         if not probe["port"]:
             continue
         if endpoint["delivery"] == "helm":
-            port = next(p for p in component["ports"] if p["name"] == probe["port"])
+            pod = [c for c in service["components"] if c["workload"] == component["workload"]]
+            port = next(p for c in pod for p in c["ports"] if p["name"] == probe["port"])
             if not (probe["match"] and port["exposed"]):
                 continue
             host = f"{component['workload']}.{endpoint['namespace']}.svc.{endpoint['cluster_domain']}"

@@ -133,7 +133,7 @@ def test_a_component_with_volumes_is_a_statefulset_running_the_units_program(hel
     assert container["env"] == [{"name": "MINIO_CONFIG_ENV_FILE", "value": "/etc/minio/minio.env"}]
     assert container["workingDir"] == "/var/lib/minio"
     probes = {kind: container[kind]["httpGet"] for kind in ("readinessProbe", "livenessProbe", "startupProbe")}
-    assert probes["readinessProbe"] == {"path": "/minio/health/ready", "port": "s3", "scheme": "HTTPS"}
+    assert probes["readinessProbe"] == {"path": "/minio/health/ready", "port": 9000, "scheme": "HTTPS"}
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] == 120
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts == {"/etc/minio": "config", "/tmp": "tmp", "/var/lib/minio": "home", "/var/lib/minio/data": "data"}
@@ -197,7 +197,7 @@ def test_a_one_pod_service_runs_every_component_in_one_pod_as_on_one_host(helm):
     # The component named after the service first, each its own container with its own probes.
     assert [c["name"] for c in spec["containers"]] == ["airflow", "api-server", "scheduler"]
     front, server, scheduler = spec["containers"]
-    assert front["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    assert front["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080, "scheme": "HTTPS"}
     # A sidecar's probe gates its start and restarts it; the pod serves while its front is ready.
     assert server["startupProbe"]["exec"]["command"][-1] == "api-server" and "readinessProbe" not in server
     assert server["args"] == ["-m", "airflow", "api-server"] and "env" not in front

@@ -102,6 +102,18 @@ def test_bad_descriptors_are_refused_with_the_service_named(change, message):
     assert message in str(refused.value)
 
 
+def test_a_one_pod_component_is_probed_through_a_port_of_its_pod_and_only_then():
+    descriptor = orchestrator()
+    server = next(c for c in descriptor["components"] if c["name"] == "api-server")
+    server["health"] = {"readiness": {"port": "https", "path": "/api/v2/monitor/health"}}
+    probe = next(c for c in model.normalize(descriptor)["components"] if c["name"] == "api-server")["health"]
+    assert probe["readiness"]["number"] == 8080 and probe["readiness"]["scheme"] == "https"
+    # Components in pods of their own share no network: the port must be the component's own.
+    descriptor["one_pod"] = False
+    with pytest.raises(AnsibleFilterError, match="component api-server readiness: probe port https is not one of"):
+        model.normalize(descriptor)
+
+
 def test_a_java_service_needs_its_ca_file():
     descriptor = trino()
     descriptor["ca_file"] = "missing.crt"

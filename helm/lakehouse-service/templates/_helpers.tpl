@@ -54,7 +54,8 @@ path with "/" as "__") mapped back to its path under the config directory.
 {{- end }}
 
 {{/*
-A probe from the descriptor: an HTTP GET on a named port, a TCP connection to it, or a command.
+A probe from the descriptor: an HTTP GET on a port, a TCP connection to it, or a command. By
+number: a probe may reach a port of another container of its pod (a server behind its front).
 */}}
 {{- define "lakehouse.probe" -}}
 {{- if .command }}
@@ -62,11 +63,11 @@ exec:
   command: {{ toJson .command }}
 {{- else if eq .scheme "tcp" }}
 tcpSocket:
-  port: {{ .port }}
+  port: {{ .number }}
 {{- else }}
 httpGet:
   path: {{ .path }}
-  port: {{ .port }}
+  port: {{ .number }}
   scheme: {{ upper .scheme }}
 {{- end }}
 {{- end }}
