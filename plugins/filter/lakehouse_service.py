@@ -35,7 +35,8 @@ an init container on Kubernetes) or `after` the service is ready (schema creatio
 
 `lakehouse_service` applies every default here, in one place, and refuses unknown keys, so the
 engines read plain fields and never guess. A Java runtime adds what every JVM service needs (the
-runtime artifact, JAVA_HOME, a trust store with the lakehouse CA built before each start).
+runtime artifact; for the components run from its artifacts, JAVA_HOME and a trust store with
+the lakehouse CA built before each start).
 `ca_file` names the public file holding the CA that signs the service's certificate: the Java
 trust store and the release's `helm test` read it.
 """
@@ -241,7 +242,11 @@ def _component(service: dict, given) -> dict:
     where = f"service {service['name']}"
     component = _fill("component", where, given, COMPONENT)
     where = f"service {service['name']} component {_name(where, component['name'])}"
-    component["executable"] = _program(where, component.pop("program"), service)
+    program = component.pop("program")
+    component["executable"] = _program(where, program, service)
+    # What a JVM needs (its trust store, JAVA_HOME) goes to the programs of the service's artifacts
+    # (the runtime itself, a launcher), not to a system package's (a front).
+    runs_java = service["java"] and bool(program.get("artifact"))
     ports = [_fill("port", f"{where} port", p, PORT) for p in component["ports"]]
     for port in ports:
         _name(f"{where} port", port["name"])
@@ -267,8 +272,9 @@ def _component(service: dict, given) -> dict:
     component["unit"] = f"lakehouse-{service['name']}{'' if main else '-' + component['name']}.service"
     component["workload"] = service["name"] if main else f"{service['name']}-{component['name']}"
     component["description"] = component["description"] or service["description"]
-    component["pre_start"] = list(service["_pre_start"]) + component["pre_start"]
-    component["env"] = {**component["env"], **service["_env"]}
+    if runs_java:
+        component["pre_start"] = list(service["_pre_start"]) + component["pre_start"]
+        component["env"] = {**component["env"], **service["_env"]}
     return component
 
 
