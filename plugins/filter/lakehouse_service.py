@@ -249,7 +249,9 @@ def _component(service: dict, given) -> dict:
     runs_java = service["java"] and bool(program.get("artifact"))
     ports = [_fill("port", f"{where} port", p, PORT) for p in component["ports"]]
     for port in ports:
-        _name(f"{where} port", port["name"])
+        # A container port's name is an IANA service name: 15 characters at most.
+        if len(_name(f"{where} port", port["name"])) > 15:
+            raise AnsibleFilterError(f"{where}: port name `{port['name']}` is longer than 15 characters")
         port["port"] = _port_number(f"{where} port {port['name']}", port["port"])
         port["tls"], port["exposed"] = _bool(port["tls"]), _bool(port["exposed"])
     by_name = {p["name"]: p for p in ports}
