@@ -1,4 +1,4 @@
-"""MinIO on a systemd test host, checked from the host itself and from the controller.
+"""MinIO distributed over two systemd test hosts, checked from the hosts and from the controller.
 
 Controller-side checks use only the published object storage contract and the secret store,
 as any consumer would.
@@ -10,7 +10,9 @@ import io
 import json
 import os
 import ssl
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -179,3 +181,57 @@ def test_rendered_config_names_hosts_not_addresses(host):
     files = "/etc/minio/minio.env /etc/systemd/system/lakehouse-minio.service"
     rendered = host.run(rf"grep -rhoE '([0-9]{{1,3}}\.){{3}}[0-9]{{1,3}}' {files}")
     assert rendered.stdout.strip() == "", f"IP literal in rendered config: {rendered.stdout}"
+
+
+# --- one deployment across the two hosts ---------------------------------------------------------
+
+SECOND = "minio-2.molecule.lakehouse.test"
+LOST_DRIVE = "/var/lib/minio/data2"
+
+
+def on(host_name: str, command: str) -> subprocess.CompletedProcess:
+    """A command on a scenario host (its container), outside the service's own view."""
+    return subprocess.run(["docker", "exec", host_name, "sh", "-c", command], capture_output=True, text=True)
+
+
+def test_both_hosts_serve_one_deployment_across_four_drives(contract):
+    admin = contract["credentials"]["admin"]
+    alias = f"MC_HOST_pool=https://{secret(admin['user_ref'])}:{secret(admin['secret_ref'])}@{HOST}:{s3_endpoint(contract)['port']}"
+    info = on(HOST, f"{alias} mc --json admin info pool")
+    assert info.returncode == 0, info.stderr
+    servers = json.loads(info.stdout)["info"]["servers"]
+    assert sorted(s["endpoint"].split(":")[0] for s in servers) == [HOST, SECOND]
+    drives = [d for s in servers for d in s["drives"]]
+    assert len(drives) == 4 and {d["state"] for d in drives} == {"ok"}, drives
+    # An object written through one host is read through the other.
+    payload = b"one deployment\n"
+    root_client(contract).put_object("scratch", "pool.txt", io.BytesIO(payload), len(payload))
+    other = json.loads(json.dumps(contract).replace(HOST, SECOND))
+    try:
+        assert root_client(other).get_object("scratch", "pool.txt").read() == payload
+    finally:
+        root_client(contract).remove_object("scratch", "pool.txt")
+
+
+def test_a_lost_drive_loses_no_object_and_heals(contract):
+    """A drive of the second host replaced by an empty one: every object still reads back whole
+    (erasure coding), and MinIO heals the new drive by itself (bounded wait; the time is printed)."""
+    s3 = root_client(contract)
+    objects = {f"heal/{i:02d}.bin": os.urandom(64 * 1024) for i in range(20)}
+    for key, data in objects.items():
+        s3.put_object("scratch", key, io.BytesIO(data), len(data))
+    try:
+        emptied = on(SECOND, f"find {LOST_DRIVE} -mindepth 1 -delete")
+        assert emptied.returncode == 0, emptied.stderr
+        lost_at = time.monotonic()
+        other = root_client(json.loads(json.dumps(contract).replace(HOST, SECOND)))
+        assert {key: other.get_object("scratch", key).read() for key in objects} == objects
+        present = " && ".join(f"test -e {LOST_DRIVE}/scratch/{key}/xl.meta" for key in objects)
+        deadline = lost_at + 300
+        while on(SECOND, present).returncode != 0:
+            assert time.monotonic() < deadline, "the replaced drive was not healed within 300 s"
+            time.sleep(2)
+        print(f"lost drive healed in {time.monotonic() - lost_at:.1f} s ({len(objects)} objects, none lost)")
+    finally:
+        for key in objects:
+            s3.remove_object("scratch", key)
