@@ -279,9 +279,12 @@ def cluster_files(core, name: str) -> dict[str, str]:
 
 
 def as_on_metal(text: str) -> str:
-    """A cluster's file with its endpoint names replaced by the metal host's name."""
+    """A cluster's file with its endpoint names replaced by the metal host's name, and a front's
+    access log where a host keeps it (the journal; nginx cannot open a host's stdout, a socket)."""
     suffix = rf"\.{NAMESPACE}\.svc\.cluster\.local"
-    return re.sub(rf"\b(trino-0\.trino-pods|minio|postgresql|nessie|trino){suffix}\b", METAL, text)
+    text = re.sub(rf"\b(trino-0\.trino-pods|minio|postgresql|nessie|trino){suffix}\b", METAL, text)
+    journal = "access_log syslog:server=unix:/dev/log,nohostname,tag=nessie json;"
+    return text.replace("access_log /dev/stdout json;", journal)
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,13 @@ STATE = EPHEMERAL / "state"
 DOMAIN = "molecule.lakehouse.test"
 STORE, CATALOG, COORDINATOR, WORKER = (f"{name}-1.{DOMAIN}" for name in ("store", "catalog", "coordinator", "worker"))
 UNITS = (
-    "lakehouse-minio", "lakehouse-postgresql", "lakehouse-postgresql-exporter", "lakehouse-nessie", "lakehouse-trino",
-    "lakehouse-trino-worker", "lakehouse-prometheus", "lakehouse-node-exporter",
+    "lakehouse-minio", "lakehouse-postgresql", "lakehouse-postgresql-exporter", "lakehouse-nessie",
+    "lakehouse-nessie-front", "lakehouse-trino", "lakehouse-trino-worker", "lakehouse-prometheus",
+    "lakehouse-node-exporter",
 )  # fmt: skip
 RUNS = {
     STORE: {"lakehouse-minio", "lakehouse-postgresql", "lakehouse-postgresql-exporter", "lakehouse-node-exporter"},
-    CATALOG: {"lakehouse-nessie", "lakehouse-node-exporter"},
+    CATALOG: {"lakehouse-nessie", "lakehouse-nessie-front", "lakehouse-node-exporter"},
     COORDINATOR: {"lakehouse-trino", "lakehouse-prometheus", "lakehouse-node-exporter"},
     WORKER: {"lakehouse-trino-worker", "lakehouse-node-exporter"},
 }
