@@ -51,6 +51,7 @@ import os
 import re
 import secrets
 import string
+import tempfile
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
@@ -68,21 +69,24 @@ def read_or_create(store: str, term: str, length: int) -> str:
     """Read the credential at store/term, creating it atomically if it does not exist yet."""
     path = os.path.join(store, term)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    # Written whole to a file of its own, then linked to its name: parallel forks (several hosts
+    # asking for the same credential) race to link, exactly one wins, and no reader ever sees a
+    # credential half written.
+    value = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    fd, candidate = tempfile.mkstemp(prefix=".new-", dir=os.path.dirname(path))
     try:
-        # O_EXCL: parallel forks race to create; exactly one wins and the others read its value.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value + "\n")
+        os.link(candidate, path)
+        return value
     except FileExistsError:
-        fd = None
-    if fd is None:
         with open(path, encoding="utf-8") as handle:
             value = handle.read().strip()
         if not value:
-            raise AnsibleLookupError(f"lakehouse_secret: {path} is empty; remove it to regenerate")
+            raise AnsibleLookupError(f"lakehouse_secret: {path} is empty; remove it to regenerate") from None
         return value
-    value = "".join(secrets.choice(_ALPHABET) for _ in range(length))
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
-    return value
+    finally:
+        os.unlink(candidate)
 
 
 class LookupModule(LookupBase):
