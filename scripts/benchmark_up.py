@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ from lakehouse_cli import inventory as lakehouse_inventory  # noqa: E402
 PYTHON = sys.executable
 SITE_DONE = re.compile(r"site\.yml: done, (\d+) tasks, hosts ok=\d+ changed=(\d+)")
 # Each service's own line saying it serves (the JSON log lines of MinIO, Nessie and Trino
-# carry it in their message field).
+# carry it in their message field; PostgreSQL's are in its own JSON files).
 READY_LINES = {
     "lakehouse-minio.service": r"API: |S3-API: ",
     "lakehouse-postgresql.service": r"database system is ready to accept connections",
@@ -55,6 +55,7 @@ READY_LINES = {
     "lakehouse-prometheus.service": r"Server is ready to receive web requests",
     "lakehouse-node-exporter.service": r"Listening on",
 }
+POSTGRESQL_LOGS = "/var/log/lakehouse-postgresql/postgresql-*.json"
 # journal MESSAGE_IDs of systemd's "Starting <unit>" and "Started <unit>" (a unit without a
 # start-up step logs only the second).
 SYSTEMD_STARTING, SYSTEMD_STARTED = "7d4958e842da4a758f6c1cdc7b36dcc5", "39f53479d3a045ac8e11786248231fbf"
@@ -158,6 +159,14 @@ def start_to_ready(host: str) -> dict[str, float | None]:
             message = bytes(message).decode(errors="replace")
         if own in READY_LINES and own in starts and own not in ready and re.search(READY_LINES[own], message or ""):
             ready[own] = stamp
+    # PostgreSQL's log collector writes its ready line to its JSON files (postgresql.conf.j2).
+    unit = "lakehouse-postgresql.service"
+    for line in docker_exec(host, f"cat {POSTGRESQL_LOGS} 2>/dev/null || true").splitlines():
+        entry = json.loads(line)
+        when = datetime.strptime(entry["timestamp"], "%Y-%m-%d %H:%M:%S.%f %Z").replace(tzinfo=UTC)
+        stamp = int(when.timestamp() * 1e6)
+        if unit in starts and stamp >= starts[unit] and re.search(READY_LINES[unit], entry.get("message", "")):
+            ready[unit] = min(stamp, ready.get(unit, stamp))
     return {unit: (ready[unit] - starts[unit]) / 1e6 if unit in ready else None for unit in starts}
 
 

@@ -279,12 +279,20 @@ def cluster_files(core, name: str) -> dict[str, str]:
 
 
 def as_on_metal(text: str) -> str:
-    """A cluster's file with its endpoint names replaced by the metal host's name, and a front's
-    access log where a host keeps it (the journal; nginx cannot open a host's stdout, a socket)."""
+    """A cluster's file with its endpoint names replaced by the metal host's name."""
     suffix = rf"\.{NAMESPACE}\.svc\.cluster\.local"
-    text = re.sub(rf"\b(trino-0\.trino-pods|minio|postgresql|nessie|trino){suffix}\b", METAL, text)
-    journal = "access_log syslog:server=unix:/dev/log,nohostname,tag=nessie json;"
-    return text.replace("access_log /dev/stdout json;", journal)
+    return re.sub(rf"\b(trino-0\.trino-pods|minio|postgresql|nessie|trino){suffix}\b", METAL, text)
+
+
+# Where a log goes is the delivery's: a pod's stdout or stderr, a host's journal or files (neither
+# nginx nor PostgreSQL's log collector can open a host's stdout, the journal's socket).
+LOG_PLACES = re.compile(
+    r"^\s*(access_log|log_directory|log_filename|log_rotation_age|log_truncate_on_rotation)\b.*\n", re.M
+)
+
+
+def comparable(text: str) -> str:
+    return LOG_PLACES.sub("", text)
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +334,9 @@ def test_one_variable_set_renders_identical_files_on_both_deliveries(up, site, m
             host = subprocess.run(
                 ["docker", "exec", METAL, "cat", f"{directory}/{path}"], capture_output=True, text=True, check=True
             ).stdout
-            assert as_on_metal(content) == host, f"{service}: {path} differs between the deliveries"
+            assert comparable(as_on_metal(content)) == comparable(host), (
+                f"{service}: {path} differs between the deliveries"
+            )
             compared.append(f"{service}:{path}")
     # Every service's configuration took part: its main file at least.
     for expected in ("minio:minio.env", "postgresql:postgresql.conf", "nessie:application.properties",
