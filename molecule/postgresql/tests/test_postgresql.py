@@ -147,6 +147,7 @@ def test_the_server_logs_json_lines_each_connection_among_them(host, contract):
     # A refused login is logged as one JSON object per line, in the files of the host's log directory.
     psql(host, contract, "postgres", "not-the-password", "SELECT 1")
     lines = host.check_output("cat /var/log/lakehouse-postgresql/postgresql-*.json").splitlines()
+    assert lines, "no JSON log"
     entries = [json.loads(line) for line in lines]
     assert any("ready to accept connections" in e.get("message", "") for e in entries), lines[-5:]
     assert any(e.get("error_severity") == "FATAL" and "password authentication failed" in e.get("message", "")
