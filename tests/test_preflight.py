@@ -80,6 +80,9 @@ BAD_VALUES = [
     pytest.param("iceberg_catalog_heap_size=lots", "iceberg_catalog_heap_size must be a heap size", id="bad-size"),
     pytest.param("minio_root_user=minioadmin", "well-known default", id="default-user"),
     pytest.param('{"prometheus_extra_names": ["[2001:db8::9]"]}', "IP literals are not allowed", id="ipv6-san"),
+    pytest.param(
+        f'{{"minio_pool_hosts": ["{STORAGE}"]}}', "minio_pool_hosts lists the metal hosts of one", id="pool-of-one"
+    ),
     # ServiceMonitors describe a cluster's Services to a Prometheus Operator: a metal host has none.
     pytest.param(
         '{"prometheus_service_monitors": true}', "prometheus_service_monitors describes", id="monitors-on-metal"
