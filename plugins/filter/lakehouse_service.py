@@ -399,6 +399,11 @@ def _job_owner(service: dict, job: dict) -> dict:
     return {"workload": f"{service['name']}-{job['name']}", "files": []}
 
 
+def config_key(path: str) -> str:
+    """The key of a config file in its ConfigMap or Secret: a key cannot hold "/", "__" stands for it."""
+    return path.replace("/", "__")
+
+
 def config_objects(service: dict, components: list[dict]) -> list[dict]:
     """The config files of each component (and after-start Job) a cluster receives, as the data
     of a ConfigMap (public files) and a Secret (secret files, base64) named <workload>-config.
@@ -412,9 +417,9 @@ def config_objects(service: dict, components: list[dict]) -> list[dict]:
         objects.append(
             {
                 "name": f"{members[0]['workload']}-config",
-                "configmap": {f["path"].replace("/", "__"): f["content"] for f in files if not f["secret"]},
+                "configmap": {config_key(f["path"]): f["content"] for f in files if not f["secret"]},
                 "secret": {
-                    f["path"].replace("/", "__"): base64.b64encode(f["content"].encode()).decode()
+                    config_key(f["path"]): base64.b64encode(f["content"].encode()).decode()
                     for f in files
                     if f["secret"]
                 },
@@ -559,7 +564,7 @@ def helm_values(
         "tests": {
             "probe": probe,
             # The CA the probe trusts: the service's CA file, from the first component's ConfigMap.
-            "ca": {"config": components[0]["workload"] + "-config", "key": service["ca_file"].replace("/", "__")}
+            "ca": {"config": components[0]["workload"] + "-config", "key": config_key(service["ca_file"])}
             if service["ca_file"] and components
             else None,
             "targets": _test_targets(components) if probe else [],
@@ -715,6 +720,7 @@ class FilterModule:
             "lakehouse_service": normalize,
             "lakehouse_placed": placed,
             "lakehouse_config_objects": config_objects,
+            "lakehouse_config_key": config_key,
             "lakehouse_helm_values": helm_values,
             "lakehouse_image_content": image_content,
             "lakehouse_readiness_waits": readiness_waits,
