@@ -335,8 +335,11 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
         for component in service["components"]:
             component["workload"] = service["name"]
         pod_ports = {p["name"]: p for c in service["components"] for p in c["ports"]}
-        if len(pod_ports) != sum(len(c["ports"]) for c in service["components"]):
-            raise AnsibleFilterError(f"{where}: the port names of a one_pod service's components must be unique")
+        every = sum(len(c["ports"]) for c in service["components"])
+        if len(pod_ports) != every or len({p["port"] for p in pod_ports.values()}) != every:
+            raise AnsibleFilterError(
+                f"{where}: the port names and numbers of a one_pod service's components must be unique"
+            )
     for component in service["components"]:
         # A probe reaches a port of its own component, or of any in its pod (a server behind a
         # front is probed through it: the pod's and the host's network are the same).

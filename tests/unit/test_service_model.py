@@ -88,6 +88,10 @@ def test_metal_hosts_run_one_trino_process_and_a_cluster_runs_both():
         (lambda d: d.update(jobs=[{"name": "init", "program": {"artifact": "minio"}}]), "needs `creates`"),
         (lambda d: d.update(name="MinIO"), "is not a lower-case name"),
         (lambda d: d["components"][0]["ports"][0].update(name="management-local"), "longer than 15 characters"),
+        (
+            lambda d: d.update(one_pod=True) or d["components"].append({**d["components"][0], "name": "front"}),
+            "port names and numbers of a one_pod service's components must be unique",
+        ),
         (lambda d: d.update(runtime="python"), "unknown runtime python"),
         (lambda d: d.update(one_pod=True) or d["components"][0].update(replicas=2), "one replica each"),
         (lambda d: d.update(kubernetes_rules=[{"resources": ["pods"]}]), "the kubernetes rule needs `verbs`"),
