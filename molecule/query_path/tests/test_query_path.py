@@ -148,7 +148,9 @@ def test_rendered_config_names_hosts_not_addresses(host):
     files = host.run(f"find {paths} -type f ! -name pg_hba.conf 2>/dev/null")
     assert files.stdout.strip(), "no rendered configuration found"
     rendered = host.run(rf"grep -rnoE '{IPV4}' {paths} --exclude=pg_hba.conf 2>/dev/null")
-    assert rendered.stdout.strip() == "", f"IP literal in rendered config: {rendered.stdout}"
+    # Loopback names no host (a server behind its front on the same host), as tests/test_principles.py allows.
+    found = [line for line in rendered.stdout.splitlines() if not line.endswith(":127.0.0.1")]
+    assert found == [], f"IP literal in rendered config: {found}"
 
 
 def test_the_worker_drains_on_stop(host):
