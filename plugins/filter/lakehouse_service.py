@@ -463,13 +463,18 @@ def _guarded(job: dict) -> list[str]:
     return ["/bin/sh", "-c", 'test -e "$0" || exec "$@"', job["creates"], job["executable"], *job["args"]]
 
 
+def _pod_of(component: dict, components: list[dict]) -> list[dict]:
+    """The components that share `component`'s pod (its workload), itself among them."""
+    return [c for c in components if c["workload"] == component["workload"]]
+
+
 def _test_targets(components: list[dict]) -> list[dict]:
     """What the release's `helm test` reaches through each Service, as a consumer would: every
     exposed port, at the path of the component's HTTP probe on it (else a TCP connection)."""
     targets = []
     for component in components:
         # Any probe of the pod on that port (a front's port may serve its server's readiness).
-        pod = [c["health"] for c in components if c["workload"] == component["workload"]]
+        pod = [c["health"] for c in _pod_of(component, components)]
         http_probes = [p for h in pod for p in (h["readiness"], h["liveness"]) if p and p["port"]]
         for port in component["ports"]:
             if not port["exposed"]:
@@ -592,8 +597,9 @@ def readiness_waits(service: dict, components: list[dict], endpoint: dict) -> li
         if not probe["port"]:
             continue
         if endpoint["delivery"] == "helm":
-            pod = [c for c in service["components"] if c["workload"] == component["workload"]]
-            port = next(p for c in pod for p in c["ports"] if p["name"] == probe["port"])
+            port = next(
+                p for c in _pod_of(component, service["components"]) for p in c["ports"] if p["name"] == probe["port"]
+            )
             if not (probe["match"] and port["exposed"]):
                 continue
             host = f"{component['workload']}.{endpoint['namespace']}.svc.{endpoint['cluster_domain']}"
