@@ -65,9 +65,19 @@ def env_name(term: str) -> str:
     return "LAKEHOUSE_SECRET_" + re.sub(r"[/.-]", "_", term).upper()
 
 
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        value = handle.read().strip()
+    if not value:
+        raise AnsibleLookupError(f"lakehouse_secret: {path} is empty; remove it to regenerate")
+    return value
+
+
 def read_or_create(store: str, term: str, length: int) -> str:
     """Read the credential at store/term, creating it atomically if it does not exist yet."""
     path = os.path.join(store, term)
+    if os.path.exists(path):
+        return _read(path)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     # Written whole to a file of its own, then linked to its name: parallel forks (several hosts
     # asking for the same credential) race to link, exactly one wins, and no reader ever sees a
@@ -80,11 +90,7 @@ def read_or_create(store: str, term: str, length: int) -> str:
         os.link(candidate, path)
         return value
     except FileExistsError:
-        with open(path, encoding="utf-8") as handle:
-            value = handle.read().strip()
-        if not value:
-            raise AnsibleLookupError(f"lakehouse_secret: {path} is empty; remove it to regenerate") from None
-        return value
+        return _read(path)
     finally:
         os.unlink(candidate)
 
