@@ -4,6 +4,7 @@
     lakehouse verify  [-i INVENTORY] [--limit PATTERN] [-e VARS]... [-v]
     lakehouse status  [-i INVENTORY] [--limit PATTERN] [-e VARS]... [-v]
     lakehouse down    [-i INVENTORY] [-e VARS]... [--check] [-v]
+    lakehouse provision -i ENVIRONMENT [--destroy] [-e VARS]... [--check] [-v]
 
 Each playbook run prints the equivalent plain `ansible-playbook` command first. Exit code 0 on
 success; otherwise one line `lakehouse: <reason>` on stderr.
@@ -12,6 +13,7 @@ success; otherwise one line `lakehouse: <reason>` on stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +30,8 @@ from lakehouse_cli.table import render
 DEFAULT_INVENTORY = "inventories/sandbox"
 SANDBOX_PLAYBOOK = "playbooks/sandbox.yml"
 SITE_PLAYBOOK = "playbooks/site.yml"
+PROVISION_PLAYBOOK = "playbooks/provision.yml"
+PROVISION_INPUTS = "provision.yml"  # in an environment's inventory directory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove the sandbox hosts (secrets, contracts and the artifact cache are kept)",
         description="Run playbooks/sandbox.yml with -e sandbox_state=absent.",
     )
+    provision = commands.add_parser(
+        "provision",
+        parents=[common, changes],
+        help="apply an environment's OpenTofu configuration and write its inventory",
+        description="Run playbooks/provision.yml with the environment's provision.yml (its inventory directory, "
+        "given with -i): apply the terraform/ configuration it names, with state in S3 (a lakehouse's own MinIO), "
+        "and write hosts.yml from the configuration's provisioning contract. `lakehouse up -i ENVIRONMENT` then "
+        "uses that inventory as is. With --destroy, destroy what the configuration made and remove hosts.yml.",
+    )
+    provision.add_argument("--destroy", action="store_true", help="destroy what the configuration made")
     return parser
 
 
@@ -108,8 +122,11 @@ class Session:
         self.args = args
         self.out = out
         self.source = inventory.resolve_source(args.inventory)
-        self.inventory = inventory.load(self.source, args.limit)
         self._overrides: dict | None = None
+
+    @functools.cached_property
+    def inventory(self) -> inventory.Inventory:
+        return inventory.load(self.source, self.args.limit)
 
     @property
     def overrides(self) -> dict:
@@ -245,11 +262,34 @@ def cmd_down(session: Session) -> int:
     return 0
 
 
+def cmd_provision(session: Session) -> int:
+    environment = Path(session.source)
+    inputs = environment / PROVISION_INPUTS
+    if not inputs.is_file():
+        raise LakehouseError(f"{session.args.inventory} has no {PROVISION_INPUTS}: it is not a provisioned environment")
+    destroy = session.args.destroy
+    extra = (f"@{inputs}", f"provision_inventory={environment}", *(["provision_state=absent"] if destroy else []))
+    invocation = session.invocation(PROVISION_PLAYBOOK, extra=extra, limit=False)
+    # The playbook runs on the controller alone: the environment's inventory is what it writes.
+    invocation.inventory = "localhost,"
+    run_or_raise(invocation, session.progress())
+    if session.args.check:
+        session.print("check mode: nothing was changed")
+    elif destroy:
+        session.print(f"destroyed what {session.args.inventory} provisioned; its hosts.yml is removed")
+    else:
+        hosts = inventory.load(session.source).group_hosts("all")
+        session.print(f"{environment / 'hosts.yml'}: {len(hosts)} hosts ({', '.join(hosts)})")
+        session.print(f"next: lakehouse up -i {session.args.inventory}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Session], int]] = {
     "up": cmd_up,
     "verify": cmd_verify,
     "status": cmd_status,
     "down": cmd_down,
+    "provision": cmd_provision,
 }
 
 

@@ -6,7 +6,8 @@
 #   2. the Docker engine (installed if missing, started if not running)
 #   3. the Debian 12 systemd test host image (rebuilt only when its recipe changes)
 #   4. the Helm CLI, the test Kubernetes control plane and the real test node's kubelet,
-#      kube-proxy and CoreDNS, built from pinned Go modules, with the node's Debian packages
+#      kube-proxy and CoreDNS, built from pinned Go modules, with the node's Debian packages;
+#      for the test suite also OpenTofu and its providers (scripts/tofu/build.sh)
 # Heavy state lives under $LAKEHOUSE_CACHE (default ~/.cache/lakehouse), never in the repo.
 # SETUP_INVENTORY (set by `make up`, `verify`, `status`, `down`) prepares only what that
 # inventory's hosts need: step 4 only when one of them is delivered by Helm. Unset (`make
@@ -115,19 +116,21 @@ if [ ! -x "$registry_dir/usr/bin/docker-registry" ]; then
 fi
 tooling="$(scripts/controlplane/build.sh --print-env | sed -n 's/^BIN_DIR=//p')"
 if [ -n "${SETUP_KUBERNETES_IN_BACKGROUND:-}" ]; then
-  # `make test`: the Go builds (about 18 min on a fresh machine, niced) run while the tiers that
-  # need no Kubernetes run; the Kubernetes tiers wait for the exit status (tests/controlplane.py).
-  build_log="$cache/controlplane-build.log" build_status="$cache/controlplane-build.rc"
-  if [ -f "$build_log" ] && [ ! -f "$build_status" ] && pgrep -f scripts/controlplane/build.sh >/dev/null; then
-    log "ready: $ready; the Kubernetes tooling is still being built (log $build_log)"
+  # `make test`: the Go builds (about 4 min for OpenTofu and its providers, then about 18 for the
+  # Kubernetes tooling on a fresh machine, niced, one at a time) run while the tiers that need
+  # neither run; a tier that needs one waits for its exit status (tests/controlplane.py).
+  if pgrep -f 'scripts/(tofu|controlplane)/build[.]sh' >/dev/null; then
+    log "ready: $ready; the Go builds are still running (logs $cache/{tofu,controlplane}-build.log)"
     exit 0
   fi
-  rm -f "$build_status"
-  setsid nohup bash -c 'scripts/controlplane/build.sh; echo $? > "$1"' _ "$build_status" \
-    >"$build_log" 2>&1 </dev/null &
-  log "ready: $ready; building the Kubernetes tooling in the background into $tooling (log $build_log)"
+  rm -f "$cache/tofu-build.rc" "$cache/controlplane-build.rc"
+  : >"$cache/tofu-build.log"; : >"$cache/controlplane-build.log"
+  setsid nohup bash -c 'scripts/tofu/build.sh >"$1/tofu-build.log" 2>&1; echo $? >"$1/tofu-build.rc"
+    scripts/controlplane/build.sh >"$1/controlplane-build.log" 2>&1; echo $? >"$1/controlplane-build.rc"' \
+    _ "$cache" </dev/null >/dev/null 2>&1 &
+  log "ready: $ready; building OpenTofu and the Kubernetes tooling in the background (logs $cache/{tofu,controlplane}-build.log)"
   exit 0
 fi
-rm -f "$cache/controlplane-build.log" "$cache/controlplane-build.rc"  # no background build to wait for
+rm -f "$cache"/{tofu,controlplane}-build.{log,rc}  # no background build to wait for
 timed "kubernetes tooling" scripts/controlplane/build.sh
 log "ready: $ready, Kubernetes tooling $tooling"

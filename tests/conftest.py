@@ -14,7 +14,8 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))  # plain helper modules (controlplane.py)
+# Plain helper modules: tests/ (controlplane.py, sites.py) and tests/unit (minio_server.py).
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "unit")]
 CACHE = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache" / "lakehouse"))
 
 
@@ -30,15 +31,24 @@ def _load(path: Path, name: str):
 ansible.module_utils.__path__.append(str(REPO / "module_utils"))
 
 
-KUBERNETES_TIERS = (REPO / "tests" / "helm", REPO / "tests" / "node")
+# The background builds of `make test` (scripts/setup.sh) that a test file or tier waits for.
+BUILDS_NEEDED = {
+    REPO / "tests" / "test_terraform.py": ("tofu",),
+    REPO / "tests" / "test_end_to_end.py": ("tofu",),
+    REPO / "tests" / "helm": ("tofu", "controlplane"),
+    REPO / "tests" / "node": ("tofu", "controlplane"),
+}
 
 
 def pytest_runtest_setup(item):
-    """The Kubernetes tiers wait, once, for the control plane build `make test` runs in the background."""
-    if any(tier in Path(item.fspath).parents for tier in KUBERNETES_TIERS):
-        from controlplane import wait_for_build
+    """A test waits, once, for the background builds it needs."""
+    path = Path(item.fspath)
+    for needed_by, builds in BUILDS_NEEDED.items():
+        if path == needed_by or needed_by in path.parents:
+            from controlplane import wait_for_build
 
-        wait_for_build()
+            for build in builds:
+                wait_for_build(build)
 
 
 class ModuleExit(Exception):

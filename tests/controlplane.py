@@ -48,29 +48,29 @@ class ControlPlaneError(RuntimeError):
 
 
 CACHE = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache" / "lakehouse"))
-# `make test` builds the Kubernetes tooling in the background while the tiers that need none run
-# (scripts/setup.sh); the build writes its exit status here when it ends, its output beside it.
-BUILD_STATUS = CACHE / "controlplane-build.rc"
-BUILD_LOG = CACHE / "controlplane-build.log"
+# `make test` builds OpenTofu, then the Kubernetes tooling, in the background while the tiers that
+# need neither run (scripts/setup.sh); each build writes its exit status to <name>-build.rc when it
+# ends, its output to <name>-build.log.
 BUILD_WAIT_SECONDS = 3600
 
 
-def wait_for_build(timeout: float = BUILD_WAIT_SECONDS, poll: float = 5.0) -> None:
-    """Wait, bounded, for a background build of the control plane to end; fail if it failed.
+def wait_for_build(name: str = "controlplane", timeout: float = BUILD_WAIT_SECONDS, poll: float = 5.0) -> None:
+    """Wait, bounded, for the background build `name` (tofu, controlplane) to end; fail if it failed.
 
     Nothing to wait for when no build was started in the background (no log) or it has ended.
     """
-    if not BUILD_LOG.exists():
+    status_file, log = CACHE / f"{name}-build.rc", CACHE / f"{name}-build.log"
+    if not log.exists():
         return
     deadline = time.monotonic() + timeout
-    while not BUILD_STATUS.exists():
+    while not status_file.exists():
         if time.monotonic() > deadline:
-            raise ControlPlaneError(f"the control plane build did not end within {timeout:.0f} s; see {BUILD_LOG}")
+            raise ControlPlaneError(f"the {name} build did not end within {timeout:.0f} s; see {log}")
         time.sleep(poll)
-    status = BUILD_STATUS.read_text().strip()
+    status = status_file.read_text().strip()
     if status != "0":
-        tail = "\n".join(BUILD_LOG.read_text(errors="replace").splitlines()[-30:])
-        raise ControlPlaneError(f"the control plane build failed (exit {status}); last lines of {BUILD_LOG}:\n{tail}")
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise ControlPlaneError(f"the {name} build failed (exit {status}); last lines of {log}:\n{tail}")
 
 
 def build_env() -> dict[str, str]:

@@ -1,29 +1,36 @@
-"""End to end: `lakehouse up` and `verify` on a sandbox host, with each Iceberg catalog type.
+"""End to end: an environment provisioned by OpenTofu, brought up, verified, changed, destroyed.
 
-A copy of inventories/sandbox under another host and network name (so it never touches a sandbox
-brought up by `make up`) is brought up with `iceberg_catalog_type: rest`, verified (pyiceberg
-writes, Trino reads, Trino inserts, pyiceberg reads, plus every refusal check), converged again
-(zero changed tasks), switched to `jdbc` by that one variable and verified again. The secret store
-and state directory live in the test's temporary directory; the host is removed at the end.
+A copy of the environment inventories/local, as site `e2e` (so it never touches a sandbox brought
+up by `make up`), is provisioned: `lakehouse provision` applies terraform/local with its state in
+S3 (a MinIO of the artifact cache, over TLS on loopback) and writes the inventory of its contract.
+That inventory is brought up as is with `iceberg_catalog_type: rest`, verified (pyiceberg writes,
+Trino reads, Trino inserts, pyiceberg reads, plus every refusal check), converged again (zero
+changed tasks), switched to `jdbc` by that one variable and verified again, and so on; the last
+test destroys it. The secret store and state directory live in the test's temporary directory.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import urllib3
+import yaml
 from sites import REPO, ROUND_TRIP, Site, passed, refused_anonymously, round_trip, scraped
 
 from lakehouse_cli import checks, orchestrator, probe
 
-HOST = "e2e-1.sandbox.lakehouse.test"
-NETWORK = "lakehouse-e2e"
+SITE = "e2e"
+HOST = f"metal-1.{SITE}.lakehouse.test"  # terraform/local: <name>.<site>.<domain>
+STATE_BUCKET = "tofu-state"
 REFUSALS = (
     "object_storage anonymous access refused",
     "object_storage default credentials refused",
@@ -42,25 +49,71 @@ pytestmark = pytest.mark.molecule  # same tier: Docker and the test host image
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """A one-host sandbox of its own; removed after the module."""
+def state_store(artifact, tmp_path_factory):
+    """The S3 service that keeps the environment's OpenTofu state, with its bucket."""
+    from minio import Minio
+    from minio_server import MinioServer
+
+    server = MinioServer(artifact("minio"), tmp_path_factory.mktemp("e2e-state"), tls=True).start()
+    client = Minio(
+        server.endpoint.removeprefix("https://"),
+        access_key=server.root_user,
+        secret_key=server.root_password,
+        secure=True,
+        http_client=urllib3.PoolManager(ca_certs=str(server.ca_path)),
+    )
+    client.make_bucket(STATE_BUCKET)
+    server.client = client
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def site(state_store, tmp_path_factory):
+    """The one-host environment, provisioned; destroyed after the module."""
     root = tmp_path_factory.mktemp("e2e")
     inventory = root / "inventory"
-    shutil.copytree(REPO / "inventories" / "sandbox", inventory)
-    hosts = inventory / "hosts.yml"
-    hosts.write_text(hosts.read_text().replace("metal-1.sandbox.lakehouse.test", HOST))
-    with (inventory / "group_vars" / "all" / "main.yml").open("a") as extra:
-        extra.write(f"sandbox_network: {NETWORK}\n")
+    shutil.copytree(REPO / "inventories" / "local", inventory)
+    inputs = yaml.safe_load((inventory / "provision.yml").read_text())
+    inputs["provision_variables"]["site"] = SITE
+    inputs["provision_backend"] = {
+        "bucket": STATE_BUCKET,
+        "key": f"{SITE}/terraform.tfstate",
+        "endpoint": state_store.endpoint,
+        "ca_file": str(state_store.ca_path),
+    }
+    (inventory / "provision.yml").write_text(yaml.safe_dump(inputs))
     env = {
         **os.environ,
         "LAKEHOUSE_SECRETS_DIR": str(root / "secrets"),
         "LAKEHOUSE_STATE_DIR": str(root / "state"),
         "ANSIBLE_NOCOLOR": "1",
+        "AWS_ACCESS_KEY_ID": state_store.root_user,
+        "AWS_SECRET_ACCESS_KEY": state_store.root_password,
     }
     env = {k: v for k, v in env.items() if not k.startswith("LAKEHOUSE_SECRET_")}
-    sandbox = Site(inventory, env, [HOST], "sandbox")
-    yield sandbox
-    sandbox.lakehouse("down")
+    environment = Site(inventory, env, [HOST], SITE)
+    yield environment
+    environment.lakehouse("provision", "--destroy")
+
+
+def container_exists(name: str) -> bool:
+    return subprocess.run(["docker", "inspect", name], capture_output=True, check=False).returncode == 0
+
+
+def test_provision_writes_the_inventory_of_the_contract_and_keeps_its_state_in_object_storage(site, state_store):
+    result = site.lakehouse("provision")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    written = yaml.safe_load((site.inventory / "hosts.yml").read_text())["all"]
+    assert written["vars"] == {"lakehouse_site": SITE}
+    assert written["hosts"][HOST]["ansible_connection"] == "community.docker.docker"
+    assert set(written["children"]["query_coordinator"]["hosts"]) == {HOST}
+    assert written["children"]["query_workers"]["hosts"] == {}
+    assert container_exists(HOST)
+    state = json.loads(state_store.client.get_object(STATE_BUCKET, f"{SITE}/terraform.tfstate").read())
+    assert [r["type"] for r in state["resources"]] == ["terraform_data"]
+    again = site.lakehouse("provision")
+    assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-3000:]
 
 
 def up(site: Site, catalog_type: str, *extra: str) -> str:
@@ -236,3 +289,13 @@ def test_switching_only_the_orchestrator_to_dagster_stops_airflow_and_runs_the_s
     verified = site.verify()
     assert passed(verified, "orchestrator sample job run and read back"), verified
     assert passed(verified, "orchestrator anonymous access refused"), verified
+
+
+def test_destroy_removes_the_host_its_name_and_the_inventory(site, state_store):
+    result = site.lakehouse("provision", "--destroy")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert not container_exists(HOST)
+    assert HOST not in Path("/etc/hosts").read_text()
+    assert not (site.inventory / "hosts.yml").exists()
+    state = json.loads(state_store.client.get_object(STATE_BUCKET, f"{SITE}/terraform.tfstate").read())
+    assert state["resources"] == []
