@@ -5,6 +5,7 @@
     lakehouse status  [-i INVENTORY] [--limit PATTERN] [-e VARS]... [-v]
     lakehouse down    [-i INVENTORY] [-e VARS]... [--check] [-v]
     lakehouse provision -i ENVIRONMENT [--destroy] [-e VARS]... [--check] [-v]
+    lakehouse render  [-i INVENTORY] [-o DIR] [--limit PATTERN] [-e VARS]... [-v]
 
 Each playbook run prints the equivalent plain `ansible-playbook` command first. Exit code 0 on
 success; otherwise one line `lakehouse: <reason>` on stderr.
@@ -103,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         "uses that inventory as is. With --destroy, destroy what the configuration made and remove hosts.yml.",
     )
     provision.add_argument("--destroy", action="store_true", help="destroy what the configuration made")
+    render = commands.add_parser(
+        "render",
+        parents=[common],
+        help="write the cluster hosts' releases as a GitOps tree for Flux",
+        description="Run playbooks/site.yml for the inventory's cluster hosts with lakehouse_render: the Helm engine "
+        "writes each release into the GitOps tree (lakehouse_gitops_dir, or --output) as Flux objects (ConfigMaps "
+        "and a HelmRelease of the generic chart with the values it would apply), creates the Secrets on the cluster "
+        "(never in the tree) and builds the images, and stops there. Commit and push the tree; once Flux has "
+        "applied it, `lakehouse up` with the same lakehouse_gitops_dir waits for the services and does the rest.",
+    )
+    render.add_argument(
+        "-o", "--output", metavar="DIR", help="the GitOps tree (default: the inventory's lakehouse_gitops_dir)"
+    )
     return parser
 
 
@@ -284,12 +298,30 @@ def cmd_provision(session: Session) -> int:
     return 0
 
 
+def cmd_render(session: Session) -> int:
+    clusters = [host for host in session.inventory.hosts if session.inventory.delivery(host) == "helm"]
+    if not clusters:
+        raise LakehouseError(f"no host of {session.args.inventory} is delivered by Helm: there is nothing to render")
+    extra = ['{"lakehouse_render": true}']
+    if session.args.output:
+        extra.append(f"lakehouse_gitops_dir={Path(session.args.output).expanduser().resolve()}")
+    progress = session.progress()
+    if session.inventory.is_sandbox:
+        run_or_raise(session.invocation(SANDBOX_PLAYBOOK, limit=False), progress)
+    invocation = session.invocation(SITE_PLAYBOOK, extra=tuple(extra), limit=False)
+    invocation.limit = ",".join(clusters)
+    run_or_raise(invocation, progress)
+    session.print(f"rendered the releases of {', '.join(clusters)}: commit and push the tree for Flux to apply")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Session], int]] = {
     "up": cmd_up,
     "verify": cmd_verify,
     "status": cmd_status,
     "down": cmd_down,
     "provision": cmd_provision,
+    "render": cmd_render,
 }
 
 

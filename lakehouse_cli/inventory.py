@@ -54,6 +54,12 @@ class Inventory:
         return str(self.var(host, "lakehouse_delivery", DEFAULT_DELIVERY))
 
     @property
+    def containers(self) -> list[str]:
+        """Hosts that are containers of this controller's Docker engine (sandbox or provisioned by
+        terraform/local): reached through it, so measurable by the reports in scripts/."""
+        return [h for h in self.group_hosts("all") if self.var(h, "ansible_connection") == "community.docker.docker"]
+
+    @property
     def is_sandbox(self) -> bool:
         """The inventory has sandbox hosts: containers or a local cluster, which playbooks/sandbox.yml manages."""
         return bool(self.group_hosts("sandbox") or self.group_hosts("local_clusters"))

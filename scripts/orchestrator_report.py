@@ -5,7 +5,7 @@
 
 1. every endpoint of the orchestrator contract (UI/API, health) with what an anonymous request,
    each well-known default credential and the generated credential get;
-2. on a sandbox host (a container), each component's unit and its memory (systemd's MemoryCurrent);
+2. on a host that is a container (sandbox or provisioned), each component's unit and its memory (systemd's MemoryCurrent);
    on a cluster (KUBECONFIG), its pod and the pod's memory (working set, from the cgroup of a node
    on this machine);
 3. with --restart: every unit of the orchestrator restarted at once, then the seconds until each
@@ -175,11 +175,11 @@ def main() -> None:
     if not published:
         sys.exit(f"report: {args.inventory} publishes no orchestrator contract; run: lakehouse up")
     ok = True
-    sandbox = set(session.inventory.group_hosts("sandbox"))
+    containers = set(session.inventory.containers)
     for contract in published:
         service = contract.data["implementation"]
         ok &= endpoint_table(contract, ctx)
-        if contract.host in sandbox:
+        if contract.host in containers:
             memory_table(contract.host, service)
             if args.restart:
                 ok &= restart_table(contract.host, service, f"/etc/lakehouse-{service}")

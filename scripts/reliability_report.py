@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the lakehouse's metal hosts survive, measured on the sandbox hosts (containers) of an inventory.
+"""What the lakehouse's metal hosts survive, measured on the hosts of an inventory that are containers.
 
     .venv/bin/python scripts/reliability_report.py [-i INVENTORY] [--kill [UNIT ...]] [--reboot]
 
@@ -125,9 +125,9 @@ def main() -> None:
     parser.add_argument("--reboot", action="store_true", help="restart each host and time it until ready")
     args = parser.parse_args()
     session = Session(argparse.Namespace(inventory=args.inventory, limit=None, extra_vars=[], verbose=0), sys.stdout)
-    hosts = session.inventory.group_hosts("sandbox")
+    hosts = session.inventory.containers
     if not hosts:
-        sys.exit(f"report: {args.inventory} has no sandbox hosts (containers) to measure")
+        sys.exit(f"report: {args.inventory} has no hosts that are containers to measure")
     ok = exposure_table(hosts)
     found = session.contracts()
     published = {host: [contract for contract in found if contract.host == host] for host in hosts}

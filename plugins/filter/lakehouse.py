@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import sys
 
+import yaml
 from cryptography.hazmat.primitives import serialization
 
 # Ansible puts no controller-side shared code on the path: the repository root holds module_utils/.
@@ -125,10 +127,42 @@ def workloads_ready(workloads: list[dict]) -> bool:
     return True
 
 
+class _ManifestDumper(yaml.SafeDumper):
+    """Multi-line strings (config files) as literal blocks: a tree in Git that diffs line by line."""
+
+
+_ManifestDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
+)
+
+
+def configmaps(config_objects: list[dict], namespace: str, labels: dict) -> list[dict]:
+    """The ConfigMaps of a service's config objects (lakehouse_config_objects): the public files."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": o["name"], "namespace": namespace, "labels": labels},
+            "data": o["configmap"],
+        }
+        for o in config_objects
+    ]
+
+
+def manifests(objects: list[dict]) -> str:
+    """Kubernetes objects as one YAML stream, a `---` document each, keys sorted: the same objects
+    are the same bytes."""
+    plain = json.loads(json.dumps(objects))  # Ansible's own string types, as plain ones
+    return "".join("---\n" + yaml.dump(o, Dumper=_ManifestDumper, sort_keys=True, width=1000) for o in plain)
+
+
 class FilterModule:
     def filters(self):
         return {
             "lakehouse_rollback_revision": rollback_revision,
+            "lakehouse_manifests": manifests,
+            "lakehouse_configmaps": configmaps,
             "lakehouse_workloads_ready": workloads_ready,
             "lakehouse_artifact_path": artifact_path,
             "lakehouse_endpoint_name": endpoint_name,

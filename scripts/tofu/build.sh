@@ -29,25 +29,9 @@ if [ "${1:-}" = "--print-env" ]; then
   exit 0
 fi
 
-[ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
-command -v go >/dev/null || { echo "tofu/build.sh: Go is not installed" >&2; exit 1; }
-log() { printf '\033[1m[tofu]\033[0m %s\n' "$*" >&2; }
-# Shared 2-core machine: one build at a time, at low priority.
-gogo() { nice -n 10 go "$@"; }
-module_dir() { gogo mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
-
-# build TARGET DIR PACKAGE LDFLAGS: builds PACKAGE of the module source in DIR into TARGET unless
-# it exists; the result is moved into place, so an interrupted build never looks finished.
-build() {
-  local target="$1" dir="$2" package="$3" ldflags="$4" start=$SECONDS
-  if [ -x "$target" ]; then log "$(basename "$target"): present, skipped"; return; fi
-  log "$(basename "$target"): building"
-  mkdir -p "$(dirname "$target")"
-  # The module cache is read-only; module source builds as its own main module with its own go.sum.
-  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod gogo build -trimpath -ldflags "-s -w $ldflags" -o "$target.tmp" "$package")
-  mv "$target.tmp" "$target"
-  log "$(basename "$target"): built in $((SECONDS - start))s"
-}
+build_tag=tofu
+# shellcheck source=../lib/gobuild.sh
+. "$(dirname "$0")/../lib/gobuild.sh"
 
 total_start=$SECONDS
 # `go install` refuses OpenTofu's replace directives: build it from its module source instead.
