@@ -77,6 +77,12 @@ BAD_VALUES = [
     ),
     pytest.param("iceberg_catalog_type=nessie", "value of iceberg_catalog_type must be one of", id="unknown-catalog"),
     pytest.param("lakehouse_delivery=docker", "lakehouse_delivery", id="unknown-delivery"),
+    pytest.param(
+        "lakehouse_render=true lakehouse_gitops_dir=/srv/gitops",
+        "lakehouse_render: storage-1.preflight.lakehouse.test is a metal host",
+        id="render-a-metal-host",
+    ),
+    pytest.param("lakehouse_gitops_dir=gitops", "lakehouse_gitops_dir: gitops is not an absolute path", id="gitops-dir"),
     pytest.param("iceberg_catalog_heap_size=lots", "iceberg_catalog_heap_size must be a heap size", id="bad-size"),
     pytest.param("minio_root_user=minioadmin", "well-known default", id="default-user"),
     pytest.param('{"prometheus_extra_names": ["[2001:db8::9]"]}', "IP literals are not allowed", id="ipv6-san"),

@@ -1,0 +1,151 @@
+"""GitOps on the real node: the query path rendered to Git, applied by Flux, verified.
+
+`lakehouse render` writes the releases of a cluster-only inventory (MinIO, PostgreSQL, Nessie,
+Trino) into a Git work tree, creates their Secrets on the cluster and imports their images; the
+tree is pushed to a Git server on loopback; Flux's controllers (built from pinned sources) apply
+its sync objects, then the HelmReleases, whose pods really run. `lakehouse up` with the same
+lakehouse_gitops_dir then installs nothing (each release stays at Flux's revision 1): it waits for
+the services and manages the buckets, databases and contracts, after which `verify` passes as after
+a plain `up`. A second render is the same bytes; a value changed and pushed reaches the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from controlplane import wait_for
+from flux import Flux, GitServer, conditions, ready
+from kubernetes import client
+from sites import ROUND_TRIP, forget_cluster_names, node_site, passed, round_trip
+
+pytestmark = pytest.mark.node
+
+CLUSTER = "cluster-1.gitops.lakehouse.test"
+NAMESPACE = "gitops"
+SITE = "gitopslake"
+GROUPS = ("object_storage", "catalog_db", "iceberg_catalog", "query_coordinator", "query_workers")
+RELEASES = {"minio", "postgresql", "nessie", "trino"}
+SYNC_SECONDS = 900  # the first sync pulls every chart and starts every pod on a 2-core node
+
+
+def git(tree: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(tree), "-c", "user.name=lakehouse", "-c", "user.email=lakehouse@localhost", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def gitops(tmp_path_factory, node, node_api):
+    root = tmp_path_factory.mktemp("gitops-on-node")
+    with GitServer(root / "git") as server, Flux(node, root / "flux") as flux:
+        tree = root / "tree"
+        subprocess.run(["git", "clone", "-q", str(server.repository), str(tree)], check=True, timeout=60)
+        cluster_vars = {
+            "postgresql_client_networks": ["all"],
+            "trino_worker_replicas": 1,
+            "lakehouse_gitops_dir": str(tree),
+            "lakehouse_gitops_repository": {"url": server.url, "branch": server.branch},
+            "lakehouse_gitops_interval": "30s",
+        }
+        site = node_site(root, node, SITE, NAMESPACE, {g: [CLUSTER] for g in GROUPS}, cluster_vars=cluster_vars)
+        try:
+            yield {"site": site, "flux": flux, "tree": tree, "sync": tree / "clusters" / CLUSTER / "flux-system"}
+        finally:
+            # Flux takes its releases away (the Kustomization prunes them, helm-controller uninstalls)
+            # while it still runs; then the namespace goes.
+            for kustomization in flux.objects("Kustomization", "flux-system"):
+                flux.delete("Kustomization", kustomization["metadata"]["name"], "flux-system")
+            wait_for("Flux to remove its releases", lambda: not flux.objects("HelmRelease", NAMESPACE), timeout=300)
+            forget_cluster_names(SITE)
+            client.CoreV1Api(node_api).delete_namespace(NAMESPACE)
+
+
+def render(site, *extra: str) -> str:
+    result = site.lakehouse("render", *[arg for value in extra for arg in ("-e", value)])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    return output
+
+
+def push(tree: Path, message: str) -> None:
+    git(tree, "add", "-A")
+    git(tree, "commit", "-q", "-m", message)
+    git(tree, "push", "-q", "origin", "HEAD:main")
+
+
+def releases_ready(flux, names=RELEASES) -> bool:
+    found = {r["metadata"]["name"]: r for r in flux.objects("HelmRelease", NAMESPACE)}
+    return set(found) == set(names) and all(ready(r) for r in found.values())
+
+
+def wait_releases_ready(flux) -> None:
+    try:
+        wait_for("every HelmRelease Ready", lambda: releases_ready(flux), timeout=SYNC_SECONDS, interval=5)
+    except BaseException:
+        print(conditions(flux.objects("HelmRelease", NAMESPACE) + flux.objects("Kustomization", "flux-system")))
+        print(flux.log_tail())
+        raise
+
+
+def helm_revisions(site) -> dict[str, int]:
+    out = subprocess.run(
+        ["helm", "list", "-n", NAMESPACE, "-o", "json"], env=site.env, capture_output=True, text=True, check=True
+    ).stdout
+    return {release["name"]: int(release["revision"]) for release in json.loads(out)}
+
+
+@pytest.fixture(scope="module")
+def synced(gitops):
+    site, flux, tree = gitops["site"], gitops["flux"], gitops["tree"]
+    render(site)
+    assert helm_revisions(site) == {}, "a render installs nothing: Flux does"
+    push(tree, "lakehouse render")
+    for document in yaml.safe_load_all((gitops["sync"] / "sync.yaml").read_text()):
+        if document:
+            flux.create(document)
+    wait_releases_ready(flux)
+    return gitops
+
+
+def test_flux_applies_the_rendered_tree_and_up_then_verify_pass_as_after_a_plain_up(synced):
+    site = synced["site"]
+    assert helm_revisions(site) == dict.fromkeys(RELEASES, 1)
+    result = site.lakehouse("up")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    assert helm_revisions(site) == dict.fromkeys(RELEASES, 1), "under GitOps, up installs no release"
+    verified = site.verify()
+    assert round_trip(verified) == ROUND_TRIP, verified
+    assert passed(verified, "object_storage anonymous access refused"), verified
+
+
+def test_a_second_render_is_the_same_bytes_and_changes_nothing(synced):
+    output = render(synced["site"])
+    summary = re.search(r"site\.yml: done, \d+ tasks, hosts ok=\d+ changed=(\d+)", output)
+    assert summary and summary.group(1) == "0", output[-3000:]
+    assert git(synced["tree"], "status", "--porcelain") == ""
+
+
+def test_a_value_changed_and_pushed_reaches_the_cluster(synced, node_api):
+    site, flux, tree = synced["site"], synced["flux"], synced["tree"]
+    render(site, "trino_worker_replicas=2")
+    assert "replicas" in git(tree, "diff", "--", f"clusters/{CLUSTER}/{NAMESPACE}/trino.yaml")
+    push(tree, "two Trino workers")
+    flux.reconcile("GitRepository", "lakehouse", "flux-system")
+    apps = client.AppsV1Api(node_api)
+
+    def workers_ready() -> bool:
+        workers = [s for s in apps.list_namespaced_stateful_set(NAMESPACE).items if "worker" in s.metadata.name]
+        workers += [d for d in apps.list_namespaced_deployment(NAMESPACE).items if "worker" in d.metadata.name]
+        return bool(workers) and all((w.status.ready_replicas or 0) == 2 for w in workers)
+
+    wait_for("the pushed change: two ready Trino workers", workers_ready, timeout=SYNC_SECONDS, interval=5)
+    assert helm_revisions(site)["trino"] == 2
