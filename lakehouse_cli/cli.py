@@ -5,10 +5,12 @@
     lakehouse status  [-i INVENTORY] [--limit PATTERN] [-e VARS]... [-v]
     lakehouse down    [-i INVENTORY] [-e VARS]... [--check] [-v]
     lakehouse provision -i ENVIRONMENT [--destroy] [-e VARS]... [--check] [-v]
+    lakehouse drift   [-i INVENTORY] [--limit PATTERN] [-e VARS]... [-v]
     lakehouse render  [-i INVENTORY] [-o DIR] [--limit PATTERN] [-e VARS]... [-v]
 
 Each playbook run prints the equivalent plain `ansible-playbook` command first. Exit code 0 on
-success; otherwise one line `lakehouse: <reason>` on stderr.
+success; otherwise one line `lakehouse: <reason>` on stderr (and for `drift`, exit code 2 when a
+host differs from what the repository and the inventory say).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ DEFAULT_INVENTORY = "inventories/sandbox"
 SANDBOX_PLAYBOOK = "playbooks/sandbox.yml"
 SITE_PLAYBOOK = "playbooks/site.yml"
 PROVISION_PLAYBOOK = "playbooks/provision.yml"
+DRIFT_EXIT = 2  # as diff(1): differences found, which is not a failure of the command
 PROVISION_INPUTS = "provision.yml"  # in an environment's inventory directory
 
 
@@ -104,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         "uses that inventory as is. With --destroy, destroy what the configuration made and remove hosts.yml.",
     )
     provision.add_argument("--destroy", action="store_true", help="destroy what the configuration made")
+    commands.add_parser(
+        "drift",
+        parents=[common],
+        help="show what differs from what the repository and the inventory say, on every host",
+        description="Run playbooks/site.yml in check mode with --diff and list every task that would change "
+        "something (files, units, packages, Helm releases, Kubernetes objects, buckets, policies, users), by host. "
+        f"Exit code {DRIFT_EXIT} when anything differs; `lakehouse up` repairs it.",
+    )
     render = commands.add_parser(
         "render",
         parents=[common],
@@ -298,6 +309,23 @@ def cmd_provision(session: Session) -> int:
     return 0
 
 
+def cmd_drift(session: Session) -> int:
+    progress = session.progress()
+    invocation = session.invocation(SITE_PLAYBOOK)
+    invocation.check = invocation.diff = True
+    run_or_raise(invocation, progress)
+    if not progress.changes:
+        session.print(f"no drift: {len(session.inventory.hosts)} hosts are as the repository and the inventory say")
+        return 0
+    rows = [(c.host, c.play, c.task, c.detail) for c in progress.changes]
+    session.print(render(("host", "layer", "task", "differs"), rows))
+    hosts = sorted({c.host for c in progress.changes})
+    raise LakehouseError(
+        f"{len(rows)} differences on {len(hosts)} hosts ({', '.join(hosts)}); `lakehouse up` repairs them",
+        code=DRIFT_EXIT,
+    )
+
+
 def cmd_render(session: Session) -> int:
     clusters = [host for host in session.inventory.hosts if session.inventory.delivery(host) == "helm"]
     if not clusters:
@@ -322,6 +350,7 @@ COMMANDS: dict[str, Callable[[Session], int]] = {
     "down": cmd_down,
     "provision": cmd_provision,
     "render": cmd_render,
+    "drift": cmd_drift,
 }
 
 

@@ -28,6 +28,7 @@ class Invocation:
     limit: str | None = None
     extra_vars: tuple[str, ...] = ()
     check: bool = False
+    diff: bool = False
     verbosity: int = 0
 
     def arguments(self, mask: bool = False) -> list[str]:
@@ -38,6 +39,8 @@ class Invocation:
             args += ["-e", mask_extra_var(value) if mask else value]
         if self.check:
             args.append("--check")
+        if self.diff:
+            args.append("--diff")
         if self.verbosity:
             args.append("-" + "v" * self.verbosity)
         return args

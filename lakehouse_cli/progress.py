@@ -53,6 +53,30 @@ def _failure_message(res: dict) -> str:
 
 
 @dataclass
+class Change:
+    """A task that changed (in check mode: would change) something on a host."""
+
+    host: str
+    play: str
+    task: str
+    detail: str
+
+
+def _change_detail(res: dict) -> str:
+    """What a changed result changed, as briefly as it says: paths, loop items, or the diff's headers."""
+    if res.get("censored"):
+        return "hidden (no_log)"
+    if res.get("changed_paths"):
+        return ", ".join(res["changed_paths"])
+    items = [r for r in res.get("results") or [] if isinstance(r, dict) and r.get("changed")]
+    if items:
+        return ", ".join(str(r.get("_ansible_item_label", r.get("item", ""))) for r in items)
+    diffs = res.get("diff") if isinstance(res.get("diff"), list) else [res.get("diff") or {}]
+    headers = {d.get("after_header") or d.get("before_header") for d in diffs if isinstance(d, dict)}
+    return ", ".join(sorted(str(h) for h in headers if h))
+
+
+@dataclass
 class Progress:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     mode: str = "compact"  # compact | plain | verbose
@@ -62,6 +86,7 @@ class Progress:
     tasks: int = 0
     hosts: dict[str, str] = field(default_factory=dict)  # host -> ok | changed | failed
     failure: Failure | None = None
+    changes: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # Ansible's own ERROR lines (parse errors...)
     started: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,7 +105,7 @@ class Progress:
 
     def start(self, playbook: str) -> None:
         self.playbook, self.play, self.task, self.tasks = playbook, "", "", 0
-        self.hosts, self.failure, self.errors = {}, None, []
+        self.hosts, self.failure, self.errors, self.changes = {}, None, [], []
         self.started = time.monotonic()
         self._last = ""
         if self.mode == "compact":
@@ -122,8 +147,11 @@ class Progress:
             self._plain(f"  task {self.tasks}: {self.task}")
         elif kind == "runner_on_ok":
             host = data.get("host", "")
-            changed = bool((data.get("res") or {}).get("changed"))
+            res = data.get("res") or {}
+            changed = bool(res.get("changed"))
             self._mark(host, "changed" if changed else "ok")
+            if changed:
+                self.changes.append(Change(host, self.play, self.task, _one_line(_change_detail(res), limit=200)))
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             self._failed(data, unreachable=False)
         elif kind == "runner_on_unreachable":

@@ -125,7 +125,7 @@ class Flux:
                     extensions.create_custom_resource_definition(crd)
         core = client.CoreV1Api(self.api)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "artifacts").mkdir(parents=True, exist_ok=True)
         storage_port = free_port()
         env = {**os.environ, "KUBECONFIG": str(self.node.kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE}
         for name in CONTROLLERS:
@@ -145,7 +145,7 @@ class Flux:
                 ]
             log = (self.dir / f"{name}.log").open("wb")
             self.processes[name] = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-            wait_for(f"{name} ready", lambda port=health: _answers(f"http://127.0.0.1:{port}/readyz"), timeout=60)
+            wait_for(f"{name} ready", lambda name=name, port=health: self._ready(name, port), timeout=60)
         return self
 
     def __exit__(self, *exc):
@@ -157,6 +157,11 @@ class Flux:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.api.close()
+
+    def _ready(self, name: str, port: int) -> bool:
+        if self.processes[name].poll() is not None:
+            raise RuntimeError(f"{name} exited ({self.processes[name].returncode}):\n{self.log_tail()}")
+        return _answers(f"http://127.0.0.1:{port}/readyz")
 
     def objects(self, kind: str, namespace: str) -> list[dict]:
         group, version, plural = GROUPS[kind]
@@ -189,7 +194,7 @@ class Flux:
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(
             f"--- {name}\n" + "\n".join((self.dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
-            for name in CONTROLLERS
+            for name in self.processes
         )
 
 

@@ -200,6 +200,58 @@ def test_second_up_changes_nothing(site):
     assert summary and summary.group(1) == "0", f"a second up changed hosts:\n{output[-3000:]}"
 
 
+def drift(site: Site) -> tuple[int, str]:
+    result = site.lakehouse("drift")
+    return result.returncode, result.stdout + result.stderr
+
+
+def minio_admin(site: Site):
+    """MinIO's admin API as the root user, from the site's secret store."""
+    from minio import MinioAdmin
+    from minio.credentials import StaticProvider
+
+    secrets = Path(site.env["LAKEHOUSE_SECRETS_DIR"])
+    root = [(secrets / "minio" / name).read_text().strip() for name in ("root_user", "root_password")]
+    return MinioAdmin(
+        endpoint=f"{HOST}:9000",
+        credentials=StaticProvider(*root),
+        secure=True,
+        http_client=urllib3.PoolManager(ca_certs=str(secrets / "pki" / "ca.crt")),
+    )
+
+
+def test_drift_reports_each_change_made_by_hand_and_up_repairs_them(site):
+    code, output = drift(site)
+    assert code == 0 and "no drift" in output, output[-3000:]
+    subprocess.run(["docker", "exec", HOST, "rm", "/etc/lakehouse-trino/jvm.config"], check=True)
+    subprocess.run(
+        ["docker", "exec", HOST, "sh", "-c", "echo '# edited by hand' >> /etc/systemd/system/lakehouse-nessie.service"],
+        check=True,
+    )
+    admin = minio_admin(site)
+    admin.detach_policy(["warehouse-readwrite"], user="lakehouse-app")
+    admin.policy_remove("warehouse-readwrite")
+    code, output = drift(site)
+    assert code == 2, output[-3000:]
+    rows = [line for line in output.splitlines() if line.startswith(HOST)]
+    for differs in ("/etc/lakehouse-trino/jvm.config", "/etc/systemd/system/lakehouse-nessie.service"):
+        assert any(differs in row for row in rows), (differs, output[-3000:])
+    assert any("Manage policies" in row and "warehouse-readwrite" in row for row in rows), output[-3000:]
+    assert "`lakehouse up` repairs them" in output
+    up(site, "rest")
+    code, output = drift(site)
+    assert code == 0 and "no drift" in output, output[-3000:]
+
+
+def test_check_mode_reports_a_new_object_storage_region_without_failing(site):
+    result = site.lakehouse("up", "--check", "-e", "minio_region=eu-west-1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert re.search(r"site\.yml: done, \d+ tasks, hosts ok=\d+ changed=1", output), output[-3000:]
+    code, output = drift(site)
+    assert code == 0, "check mode changed nothing"
+
+
 @pytest.mark.parametrize(
     ("bad_value", "message"),
     [

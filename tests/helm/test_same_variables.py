@@ -105,7 +105,7 @@ def site(tmp_path_factory, cp, api):
     created = playbook("sandbox.yml", "-e", f"sandbox_network={NETWORK}")
     assert created.returncode == 0, created.stdout[-3000:]
     try:
-        yield {"playbook": playbook, "secrets": directory / "secrets"}
+        yield {"playbook": playbook, "secrets": directory / "secrets", "inventory": directory / "hosts.yml", "env": env}
     finally:
         playbook("sandbox.yml", "-e", f"sandbox_network={NETWORK}", "-e", "sandbox_state=absent")
 
@@ -254,3 +254,28 @@ def test_a_release_that_cannot_become_ready_is_rolled_back_and_says_why(converge
     assert healed.returncode == 0, healed.stdout[-5000:]
     assert recap(healed.stdout, CLUSTER)["changed"] == 0, healed.stdout[-5000:]
     assert release_revision(cp) == revision + 2
+
+
+def test_drift_reports_a_helm_value_changed_by_hand_and_a_converge_repairs_it(converged, site, cp, tmp_path):
+    current = ("--limit", CLUSTER, "-e", "minio_region=eu-west-1")  # what the tests above converged
+
+    def drift() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lakehouse_cli", "drift", "-i", str(site["inventory"]), *current],
+            cwd=REPO, env=site["env"], capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+
+    clean = drift()
+    assert clean.returncode == 0 and "no drift" in clean.stdout, clean.stdout[-3000:] + clean.stderr
+    values = json.loads(helm(cp, "get", "values", "minio", "-o", "json"))
+    values["clusterDomain"] = "by-hand.example"
+    (tmp_path / "values.json").write_text(json.dumps(values))
+    helm(cp, "upgrade", "minio", str(REPO / "helm" / "lakehouse-service"), "-f", str(tmp_path / "values.json"))
+    drifted = drift()
+    assert drifted.returncode == 2, drifted.stdout[-3000:] + drifted.stderr
+    rows = [line for line in drifted.stdout.splitlines() if line.startswith(CLUSTER)]
+    assert len(rows) == 1 and "Install or upgrade the release of minio" in rows[0], drifted.stdout[-3000:]
+    healed = site["playbook"]("object_storage.yml", *current)
+    assert healed.returncode == 0, healed.stdout[-5000:]
+    repaired = drift()
+    assert repaired.returncode == 0, repaired.stdout[-3000:]
