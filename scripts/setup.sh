@@ -7,7 +7,8 @@
 #   3. the Debian 12 systemd test host image (rebuilt only when its recipe changes)
 #   4. the Helm CLI, the test Kubernetes control plane and the real test node's kubelet,
 #      kube-proxy and CoreDNS, built from pinned Go modules, with the node's Debian packages;
-#      for the test suite also OpenTofu and its providers (scripts/tofu/build.sh)
+#      for the test suite also OpenTofu with its providers and Flux's controllers
+#      (scripts/tofu/build.sh, scripts/flux/build.sh)
 # Heavy state lives under $LAKEHOUSE_CACHE (default ~/.cache/lakehouse), never in the repo.
 # SETUP_INVENTORY (set by `make up`, `verify`, `status`, `down`) prepares only what that
 # inventory's hosts need: step 4 only when one of them is delivered by Helm. Unset (`make
@@ -116,21 +117,22 @@ if [ ! -x "$registry_dir/usr/bin/docker-registry" ]; then
 fi
 tooling="$(scripts/controlplane/build.sh --print-env | sed -n 's/^BIN_DIR=//p')"
 if [ -n "${SETUP_KUBERNETES_IN_BACKGROUND:-}" ]; then
-  # `make test`: the Go builds (about 4 min for OpenTofu and its providers, then about 18 for the
-  # Kubernetes tooling on a fresh machine, niced, one at a time) run while the tiers that need
-  # neither run; a tier that needs one waits for its exit status (tests/controlplane.py).
-  if pgrep -f 'scripts/(tofu|controlplane)/build[.]sh' >/dev/null; then
-    log "ready: $ready; the Go builds are still running (logs $cache/{tofu,controlplane}-build.log)"
+  # `make test`: the Go builds run one at a time, niced, while the tiers that need none of them run;
+  # a tier that needs one waits for its exit status (tests/controlplane.py). On a fresh machine:
+  # OpenTofu and its providers about 4 min, the Kubernetes tooling about 18, Flux's controllers
+  # (for the real node's GitOps test, the last tier) about 8.
+  builds=(tofu controlplane flux)
+  if pgrep -f 'scripts/(tofu|controlplane|flux)/build[.]sh' >/dev/null; then
+    log "ready: $ready; the Go builds are still running (logs $cache/{tofu,controlplane,flux}-build.log)"
     exit 0
   fi
-  rm -f "$cache/tofu-build.rc" "$cache/controlplane-build.rc"
-  : >"$cache/tofu-build.log"; : >"$cache/controlplane-build.log"
-  setsid nohup bash -c 'scripts/tofu/build.sh >"$1/tofu-build.log" 2>&1; echo $? >"$1/tofu-build.rc"
-    scripts/controlplane/build.sh >"$1/controlplane-build.log" 2>&1; echo $? >"$1/controlplane-build.rc"' \
-    _ "$cache" </dev/null >/dev/null 2>&1 &
-  log "ready: $ready; building OpenTofu and the Kubernetes tooling in the background (logs $cache/{tofu,controlplane}-build.log)"
+  for name in "${builds[@]}"; do rm -f "$cache/$name-build.rc"; : >"$cache/$name-build.log"; done
+  setsid nohup bash -c 'cache="$1"; shift
+    for name in "$@"; do scripts/$name/build.sh >"$cache/$name-build.log" 2>&1; echo $? >"$cache/$name-build.rc"; done' \
+    _ "$cache" "${builds[@]}" </dev/null >/dev/null 2>&1 &
+  log "ready: $ready; building ${builds[*]} in the background (logs $cache/<name>-build.log)"
   exit 0
 fi
-rm -f "$cache"/{tofu,controlplane}-build.{log,rc}  # no background build to wait for
+rm -f "$cache"/{tofu,controlplane,flux}-build.{log,rc}  # no background build to wait for
 timed "kubernetes tooling" scripts/controlplane/build.sh
 log "ready: $ready, Kubernetes tooling $tooling"

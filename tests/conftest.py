@@ -35,8 +35,8 @@ ansible.module_utils.__path__.append(str(REPO / "module_utils"))
 BUILDS_NEEDED = {
     REPO / "tests" / "test_terraform.py": ("tofu",),
     REPO / "tests" / "test_end_to_end.py": ("tofu",),
-    REPO / "tests" / "helm": ("tofu", "controlplane"),
-    REPO / "tests" / "node": ("tofu", "controlplane"),
+    REPO / "tests" / "helm": ("tofu", "controlplane"),  # tests/helm/test_provision_cluster.py needs tofu
+    REPO / "tests" / "node": ("controlplane", "flux"),
 }
 
 
