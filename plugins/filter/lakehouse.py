@@ -127,6 +127,27 @@ def workloads_ready(workloads: list[dict]) -> bool:
     return True
 
 
+def flux_state(releases: list[dict], values: dict) -> str:
+    """Where a HelmRelease read from the cluster stands against the values of the tree: ready,
+    or what it waits for."""
+    if not releases:
+        return "no HelmRelease on the cluster yet: commit and push the tree, or wait for Flux to apply it"
+    release = releases[0]
+    if json.loads(json.dumps(release.get("spec", {}).get("values") or {})) != json.loads(json.dumps(values)):
+        return "the HelmRelease on the cluster has other values than the tree: push the tree, or wait for Flux"
+    status = release.get("status") or {}
+    if status.get("observedGeneration") != release["metadata"].get("generation"):
+        return "Flux has not reconciled the HelmRelease's latest change yet"
+    condition = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    if condition.get("status") == "True":
+        return "ready"
+    return f"not ready: {condition.get('reason', 'no Ready condition yet')}: {condition.get('message', '')}".strip(": ")
+
+
+def flux_ready(releases: list[dict], values: dict) -> bool:
+    return flux_state(releases, values) == "ready"
+
+
 class _ManifestDumper(yaml.SafeDumper):
     """Multi-line strings (config files) as literal blocks: a tree in Git that diffs line by line."""
 
@@ -162,6 +183,8 @@ class FilterModule:
         return {
             "lakehouse_rollback_revision": rollback_revision,
             "lakehouse_manifests": manifests,
+            "lakehouse_flux_state": flux_state,
+            "lakehouse_flux_ready": flux_ready,
             "lakehouse_configmaps": configmaps,
             "lakehouse_workloads_ready": workloads_ready,
             "lakehouse_artifact_path": artifact_path,

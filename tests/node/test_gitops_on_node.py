@@ -2,11 +2,12 @@
 
 `lakehouse render` writes the releases of a cluster-only inventory (MinIO, PostgreSQL, Nessie,
 Trino) into a Git work tree, creates their Secrets on the cluster and imports their images; the
-tree is pushed to a Git server on loopback; Flux's controllers (built from pinned sources) apply
-its sync objects, then the HelmReleases, whose pods really run. `lakehouse up` with the same
-lakehouse_gitops_dir then installs nothing (each release stays at Flux's revision 1): it waits for
-the services and manages the buckets, databases and contracts, after which `verify` passes as after
-a plain `up`. A second render is the same bytes; a value changed and pushed reaches the cluster.
+tree is pushed to a Git server on loopback, and its sync objects applied: Flux's controllers (built
+from pinned sources) install the HelmReleases, whose pods really run. `lakehouse up` with the same
+lakehouse_gitops_dir installs nothing (each release stays at Flux's revision 1): it waits for Flux
+to install each release of the tree, and manages the buckets and databases (which Nessie waits
+for) and the contracts; then every HelmRelease is Ready and `verify` passes as after a plain `up`.
+A second render is the same bytes; a value changed and pushed reaches the cluster.
 """
 
 from __future__ import annotations
@@ -112,15 +113,16 @@ def synced(gitops):
     for document in yaml.safe_load_all((gitops["sync"] / "sync.yaml").read_text()):
         if document:
             flux.create(document)
-    wait_releases_ready(flux)
+    result = site.lakehouse("up")
+    if result.returncode != 0:
+        print(conditions(flux.objects("HelmRelease", NAMESPACE)), flux.log_tail(), sep="\n")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return gitops
 
 
-def test_flux_applies_the_rendered_tree_and_up_then_verify_pass_as_after_a_plain_up(synced):
+def test_flux_installs_the_rendered_tree_and_after_up_verify_passes_as_after_a_plain_up(synced):
     site = synced["site"]
-    assert helm_revisions(site) == dict.fromkeys(RELEASES, 1)
-    result = site.lakehouse("up")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    wait_releases_ready(synced["flux"])
     assert helm_revisions(site) == dict.fromkeys(RELEASES, 1), "under GitOps, up installs no release"
     verified = site.verify()
     assert round_trip(verified) == ROUND_TRIP, verified

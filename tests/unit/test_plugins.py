@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from ansible.errors import AnsibleLookupError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -354,3 +355,47 @@ def test_job_files_are_one_dag_per_spec_or_one_dagster_code_location():
     assert [f["path"] for f in dagster] == ["jobs/definitions.py"]
     with pytest.raises(Exception, match="images"):
         jobs_plugin.job_files([spec], "airflow", context | {"images": {}})
+
+
+# --- GitOps: the tree's YAML and Flux's state ---------------------------------------------------
+
+
+def test_manifests_are_sorted_documents_with_config_files_as_literal_blocks():
+    objects = [{"kind": "ConfigMap", "apiVersion": "v1", "data": {"a.conf": "x = 1\ny = 2\n", "one": "line"}}]
+    text = filter_plugin.manifests(objects)
+    assert text == "---\napiVersion: v1\ndata:\n  a.conf: |\n    x = 1\n    y = 2\n  one: line\nkind: ConfigMap\n"
+    assert filter_plugin.manifests(objects) == text
+    assert list(yaml.safe_load_all(text)) == objects
+
+
+def test_configmaps_hold_the_public_files_only():
+    config = [{"name": "minio-config", "configmap": {"a": "1"}, "secret": {"b": "c2VjcmV0"}}]
+    (configmap,) = filter_plugin.configmaps(config, "ns", {"app": "minio"})
+    assert configmap["data"] == {"a": "1"} and configmap["metadata"] == {"name": "minio-config", "namespace": "ns",
+                                                                          "labels": {"app": "minio"}}  # fmt: skip
+
+
+def flux_release(values: dict, generation: int = 2, observed: int = 2, ready: str = "True", message: str = "") -> dict:
+    condition = {"type": "Ready", "status": ready, "reason": "InstallFailed" if ready != "True" else "Succeeded",
+                 "message": message}  # fmt: skip
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"values": values},
+        "status": {"observedGeneration": observed, "conditions": [condition]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("releases", "state"),
+    [
+        ([], "no HelmRelease on the cluster yet"),
+        ([flux_release({"replicas": 1})], "has other values than the tree"),
+        ([flux_release({"replicas": 2}, observed=1)], "has not reconciled"),
+        ([flux_release({"replicas": 2}, ready="False", message="timed out")], "not ready: InstallFailed: timed out"),
+        ([flux_release({"replicas": 2})], "ready"),
+    ],
+)
+def test_flux_state_says_what_a_release_of_the_tree_waits_for(releases, state):
+    said = filter_plugin.flux_state(releases, {"replicas": 2})
+    assert said.startswith(state) or state in said
+    assert filter_plugin.flux_ready(releases, {"replicas": 2}) == (state == "ready")
