@@ -5,7 +5,8 @@
 
 1. every endpoint of the orchestrator contract (UI/API, health) with what an anonymous request,
    each well-known default credential and the generated credential get;
-2. on a host that is a container (sandbox or provisioned), each component's unit and its memory (systemd's MemoryCurrent);
+2. on a host that is a container (sandbox or provisioned), each component's unit and its memory
+   (systemd's MemoryCurrent);
    on a cluster (KUBECONFIG), its pod and the pod's memory (working set, from the cgroup of a node
    on this machine);
 3. with --restart: every unit of the orchestrator restarted at once, then the seconds until each

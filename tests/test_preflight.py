@@ -82,7 +82,9 @@ BAD_VALUES = [
         "lakehouse_render: storage-1.preflight.lakehouse.test is a metal host",
         id="render-a-metal-host",
     ),
-    pytest.param("lakehouse_gitops_dir=gitops", "lakehouse_gitops_dir: gitops is not an absolute path", id="gitops-dir"),
+    pytest.param(
+        "lakehouse_gitops_dir=gitops", "lakehouse_gitops_dir: gitops is not an absolute path", id="gitops-dir"
+    ),
     pytest.param("iceberg_catalog_heap_size=lots", "iceberg_catalog_heap_size must be a heap size", id="bad-size"),
     pytest.param("minio_root_user=minioadmin", "well-known default", id="default-user"),
     pytest.param('{"prometheus_extra_names": ["[2001:db8::9]"]}', "IP literals are not allowed", id="ipv6-san"),
