@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -117,7 +118,7 @@ def test_parse_every_option():
     assert args.verbose == 2
 
 
-@pytest.mark.parametrize("command", ["up", "verify", "status", "down"])
+@pytest.mark.parametrize("command", ["up", "verify", "status", "down", "drift", "render", "provision"])
 def test_every_command_takes_the_common_options(command):
     args = cli.build_parser().parse_args([command, "-i", "x", "--limit", "h", "-e", "k=v", "-v"])
     assert (args.inventory, args.limit, args.extra_vars, args.verbose) == ("x", "h", ["k=v"], 1)
@@ -418,6 +419,43 @@ def test_down_refuses_an_inventory_without_sandbox_hosts(tmp_path, dirs):
     code, out, err = run_main("down", "-i", str(inventory))
     assert code == 1
     assert err == f"lakehouse: inventory {inventory} has no sandbox hosts; down removes only the sandbox\n"
+
+
+def test_render_refuses_an_inventory_without_cluster_hosts(tmp_path, dirs):
+    inventory = write_inventory(tmp_path / "hosts.yml", HOST)
+    code, _, err = run_main("render", "-i", str(inventory), "-o", str(tmp_path / "tree"))
+    assert (code, err) == (1, f"lakehouse: no host of {inventory} is delivered by Helm: there is nothing to render\n")
+    assert not (tmp_path / "tree").exists()
+
+
+def test_provision_refuses_a_directory_that_is_not_an_environment(tmp_path, dirs):
+    code, _, err = run_main("provision", "-i", str(tmp_path))
+    assert (code, err) == (1, f"lakehouse: {tmp_path} has no provision.yml: it is not a provisioned environment\n")
+
+
+def test_drift_lists_each_change_a_check_run_would_make_and_exits_2(tmp_path, dirs):
+    inventory = write_inventory(tmp_path / "hosts.yml", HOST)
+    progress = Progress(out=io.StringIO(), mode="plain")
+    progress.start("site.yml")
+    for task, res in [
+        ("Write the files of minio", {"changed": True, "changed_paths": ["/etc/minio/minio.env"]}),
+        ("Manage policies", {"changed": True, "results": [{"changed": True, "item": {}, "_ansible_item_label": "rw"},
+                                                          {"changed": False, "_ansible_item_label": "ro"}]}),
+        ("Read the state of minio", {"changed": False}),
+    ]:  # fmt: skip
+        progress({"event": "playbook_on_task_start", "event_data": {"task": task}})
+        progress({"event": "runner_on_ok", "event_data": {"host": HOST, "res": res}})
+    assert [(c.task, c.detail) for c in progress.changes] == [
+        ("Write the files of minio", "/etc/minio/minio.env"),
+        ("Manage policies", "rw"),
+    ]
+    with mock.patch.object(cli, "run_or_raise", lambda invocation, _: captured.append(invocation)):
+        captured: list = []
+        with mock.patch.object(cli.Session, "progress", lambda self: progress):
+            code, out, err = run_main("drift", "-i", str(inventory))
+    assert captured[0].check and captured[0].diff
+    assert code == cli.DRIFT_EXIT == 2
+    assert "/etc/minio/minio.env" in out and "`lakehouse up` repairs them" in err
 
 
 def test_a_missing_inventory_is_one_line(tmp_path):
