@@ -4,6 +4,9 @@
 # The caller sets `build_tag` (its log prefix).
 
 [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
+# One toolchain, so a build is the same bytes on every machine: the providers' hashes recorded in
+# terraform/*/.terraform.lock.hcl hold (the go command fetches this version if it has another).
+export GOTOOLCHAIN=go1.26.8
 command -v go >/dev/null || { echo "${build_tag:-build}: Go is not installed" >&2; exit 1; }
 
 log() { printf '\033[1m[%s]\033[0m %s\n' "$build_tag" "$*" >&2; }
