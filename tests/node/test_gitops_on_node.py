@@ -150,4 +150,10 @@ def test_a_value_changed_and_pushed_reaches_the_cluster(synced, node_api):
         return bool(workers) and all((w.status.ready_replicas or 0) == 2 for w in workers)
 
     wait_for("the pushed change: two ready Trino workers", workers_ready, timeout=SYNC_SECONDS, interval=5)
-    assert helm_revisions(site)["trino"] == 2
+    wait_releases_ready(flux)
+    pushed = next(
+        d for d in yaml.safe_load_all((tree / "clusters" / CLUSTER / NAMESPACE / "trino.yaml").read_text())
+        if d and d["kind"] == "HelmRelease"
+    )  # fmt: skip
+    (applied,) = [r for r in flux.objects("HelmRelease", NAMESPACE) if r["metadata"]["name"] == "trino"]
+    assert applied["spec"]["values"] == pushed["spec"]["values"]
