@@ -8,7 +8,7 @@ export PATH := $(shell scripts/controlplane/build.sh --print-env | sed -n 's/^BI
 
 LAKEHOUSE := .venv/bin/python -m lakehouse_cli
 
-.PHONY: up verify status test down artifacts setup
+.PHONY: up verify status test down artifacts setup provision
 
 ## Bring the lakehouse up on the sandbox (local systemd hosts), print its endpoints, verify it end to end.
 up: setup
@@ -30,6 +30,11 @@ test: setup artifacts
 ## Remove the sandbox hosts (the secret store and the artifact cache are kept).
 down: setup
 	$(LAKEHOUSE) down -i $(INVENTORY)
+
+## Provision an environment with OpenTofu and write its inventory (make provision INVENTORY=inventories/local).
+provision: setup
+	scripts/tofu/build.sh
+	$(LAKEHOUSE) provision -i $(INVENTORY)
 
 ## Fill the controller's artifact cache (fetch or build, verify every checksum).
 artifacts: setup
