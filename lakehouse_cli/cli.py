@@ -159,14 +159,18 @@ class Session:
             self._overrides = parse_extra_vars(self.args.extra_vars)
         return self._overrides
 
-    def invocation(self, playbook: str, extra: tuple[str, ...] = (), limit: bool = True) -> Invocation:
+    def invocation(self, playbook: str, extra: tuple[str, ...] = (), **settings) -> Invocation:
+        """The run of `playbook` this command's arguments ask for; `settings` replace fields of it."""
         return Invocation(
-            playbook=playbook,
-            inventory=self.source,
-            limit=self.args.limit if limit else None,
-            extra_vars=(*(absolute_file_ref(value) for value in self.args.extra_vars), *extra),
-            check=getattr(self.args, "check", False),
-            verbosity=max(0, self.args.verbose - 1),
+            **{
+                "playbook": playbook,
+                "inventory": self.source,
+                "limit": self.args.limit,
+                "extra_vars": (*(absolute_file_ref(value) for value in self.args.extra_vars), *extra),
+                "check": getattr(self.args, "check", False),
+                "verbosity": max(0, self.args.verbose - 1),
+                **settings,
+            }
         )
 
     def progress(self) -> Progress:
@@ -249,7 +253,7 @@ def scrape_health(found: list[contracts.Contract]) -> tuple[dict, list[str]]:
 def cmd_up(session: Session) -> int:
     progress = session.progress()
     if session.inventory.is_sandbox:
-        run_or_raise(session.invocation(SANDBOX_PLAYBOOK, limit=False), progress)
+        run_or_raise(session.invocation(SANDBOX_PLAYBOOK, limit=None), progress)
     run_or_raise(session.invocation(SITE_PLAYBOOK), progress)
     if session.args.check:
         session.print("check mode: nothing was changed; `lakehouse status` shows what runs now")
@@ -282,7 +286,7 @@ def cmd_verify(session: Session) -> int:
 def cmd_down(session: Session) -> int:
     if not session.inventory.is_sandbox:
         raise LakehouseError(f"inventory {session.args.inventory} has no sandbox hosts; down removes only the sandbox")
-    run_or_raise(session.invocation(SANDBOX_PLAYBOOK, extra=("sandbox_state=absent",), limit=False), session.progress())
+    run_or_raise(session.invocation(SANDBOX_PLAYBOOK, extra=("sandbox_state=absent",), limit=None), session.progress())
     session.print("sandbox removed; the secret store, the published contracts and the artifact cache are kept")
     return 0
 
@@ -294,10 +298,8 @@ def cmd_provision(session: Session) -> int:
         raise LakehouseError(f"{session.args.inventory} has no {PROVISION_INPUTS}: it is not a provisioned environment")
     destroy = session.args.destroy
     extra = (f"@{inputs}", f"provision_inventory={environment}", *(["provision_state=absent"] if destroy else []))
-    invocation = session.invocation(PROVISION_PLAYBOOK, extra=extra, limit=False)
     # The playbook runs on the controller alone: the environment's inventory is what it writes.
-    invocation.inventory = "localhost,"
-    run_or_raise(invocation, session.progress())
+    run_or_raise(session.invocation(PROVISION_PLAYBOOK, extra, limit=None, inventory="localhost,"), session.progress())
     if session.args.check:
         session.print("check mode: nothing was changed")
     elif destroy:
@@ -311,9 +313,7 @@ def cmd_provision(session: Session) -> int:
 
 def cmd_drift(session: Session) -> int:
     progress = session.progress()
-    invocation = session.invocation(SITE_PLAYBOOK)
-    invocation.check = invocation.diff = True
-    run_or_raise(invocation, progress)
+    run_or_raise(session.invocation(SITE_PLAYBOOK, check=True, diff=True), progress)
     if not progress.changes:
         session.print(f"no drift: {len(session.inventory.hosts)} hosts are as the repository and the inventory say")
         return 0
@@ -335,10 +335,8 @@ def cmd_render(session: Session) -> int:
         extra.append(f"lakehouse_gitops_dir={Path(session.args.output).expanduser().resolve()}")
     progress = session.progress()
     if session.inventory.is_sandbox:
-        run_or_raise(session.invocation(SANDBOX_PLAYBOOK, limit=False), progress)
-    invocation = session.invocation(SITE_PLAYBOOK, extra=tuple(extra), limit=False)
-    invocation.limit = ",".join(clusters)
-    run_or_raise(invocation, progress)
+        run_or_raise(session.invocation(SANDBOX_PLAYBOOK, limit=None), progress)
+    run_or_raise(session.invocation(SITE_PLAYBOOK, tuple(extra), limit=",".join(clusters)), progress)
     session.print(f"rendered the releases of {', '.join(clusters)}: commit and push the tree for Flux to apply")
     return 0
 
