@@ -1,5 +1,7 @@
 """GitOps on the real node: the query path rendered to Git, applied by Flux, verified.
 
+(Named to run after test_node.py, whose teardown test needs the machine before the session's node.)
+
 `lakehouse render` writes the releases of a cluster-only inventory (MinIO, PostgreSQL, Nessie,
 Trino) into a Git work tree, creates their Secrets on the cluster and imports their images; the
 tree is pushed to a Git server on loopback, and its sync objects applied: Flux's controllers (built
