@@ -199,17 +199,18 @@ class Session:
 
 
 def status_table(session: Session, settle_seconds: float = 0) -> None:
-    """The table of services and their health. With `settle_seconds` (after a converge), a metrics
-    endpoint Prometheus last found down is read again, bounded, until it is up: its last scrape may
-    predate the restart the converge has just waited for."""
+    """The table of services and their health. With `settle_seconds` (after a converge), Prometheus
+    is read again, bounded, while a metrics endpoint is down, not listed or not scraped yet: its
+    last scrape may predate the restart the converge has just waited for, and a first start's
+    targets appear with its first reload."""
     found = session.contracts()
     with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
         health = list(pool.map(probe.health, found))
     deadline = time.monotonic() + settle_seconds
-    scraped, unscraped = scrape_health(found)
-    while unscraped and time.monotonic() < deadline:
+    scraped, unscraped, settling = scrape_health(found)
+    while (unscraped or settling) and time.monotonic() < deadline:
         time.sleep(2)
-        scraped, unscraped = scrape_health(found)
+        scraped, unscraped, settling = scrape_health(found)
     rows = [
         (c.service, c.host, session.inventory.delivery(c.host), c.url, text)
         + ((scraped.get(c.path, ""),) if scraped else ())
@@ -223,31 +224,33 @@ def status_table(session: Session, settle_seconds: float = 0) -> None:
         raise LakehouseError(f"{len(bad)} of {len(found)} services not healthy{down}: {'; '.join(bad + unscraped)}")
 
 
-def scrape_health(found: list[contracts.Contract]) -> tuple[dict, list[str]]:
-    """What Prometheus says of each contract's metrics endpoints ({contract path: "n/m up"}), and
-    the endpoints it found down; nothing when the inventory has no Prometheus."""
+def scrape_health(found: list[contracts.Contract]) -> tuple[dict, list[str], int]:
+    """What Prometheus says of each contract's metrics endpoints ({contract path: "n/m up"}), the
+    endpoints it found down, and how many it does not list or has not scraped yet; nothing when
+    the inventory has no Prometheus."""
     prometheus = next((c for c in found if c.service == "observability"), None)
     if prometheus is None:
-        return {}, []
+        return {}, [], 0
     wanted = monitoring.expected(found)
     try:
         admin = prometheus.credential("admin")
         password = contracts.resolve_secret(admin["secret_ref"], contracts.secrets_dir(prometheus.site))
         active = monitoring.active_targets(prometheus, admin["user"], password)
     except LakehouseError as err:
-        return {c.path: f"unknown: {err}" for c, _ in wanted.values()}, [str(err)]
+        return {c.path: f"unknown: {err}" for c, _ in wanted.values()}, [str(err)], 0
     states = {url: monitoring.describe(contract, target, active) for url, (contract, target) in wanted.items()}
     column = {}
     for contract in found:
         mine = [states[url][0] for url, (c, _) in wanted.items() if c.path == contract.path]
         if mine:
-            pending = mine.count("pending")
+            waiting = mine.count("pending") + mine.count("missing")
             column[contract.path] = f"{mine.count('up')}/{len(mine)} up" + (
-                f", {pending} not scraped yet" if pending else ""
+                f", {waiting} not scraped yet" if waiting else ""
             )
     # Right after a start or reload Prometheus may not list, or not yet have scraped, a target:
     # no failure here (verify waits for every one); a target it found down is.
-    return column, [text for state, text in states.values() if state == "down"]
+    settling = sum(1 for state, _ in states.values() if state in ("pending", "missing"))
+    return column, [text for state, text in states.values() if state == "down"], settling
 
 
 def cmd_up(session: Session) -> int:
