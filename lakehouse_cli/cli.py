@@ -314,17 +314,23 @@ def cmd_provision(session: Session) -> int:
     return 0
 
 
+def _hosts(count: int) -> str:
+    return f"{count} host{'' if count == 1 else 's'}"
+
+
 def cmd_drift(session: Session) -> int:
     progress = session.progress()
     run_or_raise(session.invocation(SITE_PLAYBOOK, check=True, diff=True), progress)
     if not progress.changes:
-        session.print(f"no drift: {len(session.inventory.hosts)} hosts are as the repository and the inventory say")
+        count = len(session.inventory.hosts)
+        verb = "is" if count == 1 else "are"
+        session.print(f"no drift: {_hosts(count)} {verb} as the repository and the inventory say")
         return 0
     rows = [(c.host, c.play, c.task, c.detail) for c in progress.changes]
     session.print(render(("host", "layer", "task", "differs"), rows))
     hosts = sorted({c.host for c in progress.changes})
     raise LakehouseError(
-        f"{len(rows)} differences on {len(hosts)} hosts ({', '.join(hosts)}); `lakehouse up` repairs them",
+        f"{len(rows)} differences on {_hosts(len(hosts))} ({', '.join(hosts)}); `lakehouse up` repairs them",
         code=DRIFT_EXIT,
     )
 
