@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -309,7 +310,7 @@ def cmd_provision(session: Session) -> int:
         session.print(f"destroyed what {session.args.inventory} provisioned; its hosts.yml is removed")
     else:
         hosts = inventory.load(session.source).group_hosts("all")
-        session.print(f"{environment / 'hosts.yml'}: {len(hosts)} hosts ({', '.join(hosts)})")
+        session.print(f"{environment / 'hosts.yml'}: {_hosts(len(hosts))} ({', '.join(hosts)})")
         session.print(f"next: lakehouse up -i {session.args.inventory}")
     return 0
 
@@ -339,13 +340,13 @@ def cmd_render(session: Session) -> int:
     clusters = [host for host in session.inventory.hosts if session.inventory.delivery(host) == "helm"]
     if not clusters:
         raise LakehouseError(f"no host of {session.args.inventory} is delivered by Helm: there is nothing to render")
-    extra = ['{"lakehouse_render": true}']
+    settings: dict = {"lakehouse_render": True}
     if session.args.output:
-        extra.append(f"lakehouse_gitops_dir={Path(session.args.output).expanduser().resolve()}")
+        settings["lakehouse_gitops_dir"] = str(Path(session.args.output).expanduser().resolve())
     progress = session.progress()
     if session.inventory.is_sandbox:
         run_or_raise(session.invocation(SANDBOX_PLAYBOOK, limit=None), progress)
-    run_or_raise(session.invocation(SITE_PLAYBOOK, tuple(extra), limit=",".join(clusters)), progress)
+    run_or_raise(session.invocation(SITE_PLAYBOOK, (json.dumps(settings),), limit=",".join(clusters)), progress)
     session.print(f"rendered the releases of {', '.join(clusters)}: commit and push the tree for Flux to apply")
     return 0
 
