@@ -35,7 +35,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD_SH = REPO / "scripts" / "controlplane" / "build.sh"
 BINARIES = ("kine", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "helm")
 NODES = ("kwok-node-0", "kwok-node-1")
 # kwok adopts the Nodes carrying this annotation (its documented fake-node marker).
@@ -73,9 +72,10 @@ def wait_for_build(name: str = "controlplane", timeout: float = BUILD_WAIT_SECON
         raise ControlPlaneError(f"the {name} build failed (exit {status}); last lines of {log}:\n{tail}")
 
 
-def build_env() -> dict[str, str]:
-    """Pins and output paths as build.sh reports them, so the two never disagree."""
-    out = subprocess.run(["bash", str(BUILD_SH), "--print-env"], check=True, capture_output=True, text=True)
+def build_env(name: str = "controlplane") -> dict[str, str]:
+    """Pins and output paths as scripts/<name>/build.sh reports them, so the two never disagree."""
+    script = REPO / "scripts" / name / "build.sh"
+    out = subprocess.run(["bash", str(script), "--print-env"], check=True, capture_output=True, text=True)
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 
 

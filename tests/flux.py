@@ -21,11 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-from controlplane import wait_for
+from controlplane import build_env, wait_for
 from kubernetes import client, config
 from minio_server import free_port
 
-REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "flux-system"
 CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller")
 GROUPS = {
@@ -101,13 +100,6 @@ class GitServer:
         self._server.server_close()
 
 
-def build_env() -> dict[str, str]:
-    out = subprocess.run(
-        [REPO / "scripts" / "flux" / "build.sh", "--print-env"], check=True, capture_output=True, text=True
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
 class Flux:
     """Flux's controllers against the node's API server, in namespace flux-system."""
 
@@ -116,7 +108,7 @@ class Flux:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def __enter__(self) -> Flux:
-        build = build_env()
+        build = build_env("flux")
         self.api = config.new_client_from_config(config_file=str(self.node.kubeconfig))
         extensions = client.ApiextensionsV1Api(self.api)
         for crd_file in sorted(Path(build["CRD_DIR"]).rglob("*.yaml")):

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from controlplane import build_env
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGURATIONS = sorted(path.parent for path in (REPO / "terraform").glob("*/versions.tf"))
@@ -22,10 +23,7 @@ CONFIGURATIONS = sorted(path.parent for path in (REPO / "terraform").glob("*/ver
 def tofu_env(data_dir: Path) -> tuple[Path, dict[str, str]]:
     """The tofu binary and an environment that reads the provider mirror and keeps its working data
     in `data_dir`, as the provision role's."""
-    printed = subprocess.run(
-        [REPO / "scripts" / "tofu" / "build.sh", "--print-env"], check=True, capture_output=True, text=True
-    ).stdout
-    build = dict(line.split("=", 1) for line in printed.splitlines())
+    build = build_env("tofu")
     env = {**os.environ, "TF_CLI_CONFIG_FILE": build["TF_CLI_CONFIG_FILE"], "TF_DATA_DIR": str(data_dir)}
     return Path(build["BIN_DIR"]) / "tofu", env
 
