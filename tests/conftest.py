@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -107,6 +108,51 @@ def artifact():
         return found
 
     return path
+
+
+class StateStore:
+    """An S3 service for OpenTofu's state (terraform/*: backend "s3"): a MinIO of the artifact
+    cache over TLS on loopback, with one bucket."""
+
+    BUCKET = "tofu-state"
+
+    def __init__(self, server):
+        import urllib3
+        from minio import Minio
+
+        self.server = server
+        self.client = Minio(
+            server.endpoint.removeprefix("https://"),
+            access_key=server.root_user,
+            secret_key=server.root_password,
+            http_client=urllib3.PoolManager(ca_certs=str(server.ca_path)),
+        )
+        self.client.make_bucket(self.BUCKET)
+        # What the backend reads its credentials from.
+        self.credentials = {"AWS_ACCESS_KEY_ID": server.root_user, "AWS_SECRET_ACCESS_KEY": server.root_password}
+
+    def backend(self, key: str) -> dict:
+        """provision_backend for the state object `key`."""
+        return {
+            "bucket": self.BUCKET,
+            "key": key,
+            "endpoint": self.server.endpoint,
+            "ca_file": str(self.server.ca_path),
+        }
+
+    def state(self, key: str) -> dict:
+        """The state object `key`, as OpenTofu wrote it."""
+        return json.loads(self.client.get_object(self.BUCKET, key).read())
+
+
+@pytest.fixture(scope="module")
+def state_store(artifact, tmp_path_factory):
+    """A StateStore for the module."""
+    from minio_server import MinioServer
+
+    server = MinioServer(artifact("minio"), tmp_path_factory.mktemp("tofu-state"), tls=True).start()
+    yield StateStore(server)
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ test destroys it. The secret store and state directory live in the test's tempor
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ from lakehouse_cli import checks, orchestrator, probe
 
 SITE = "e2e"
 HOST = f"metal-1.{SITE}.lakehouse.test"  # terraform/local: <name>.<site>.<domain>
-STATE_BUCKET = "tofu-state"
+STATE_KEY = f"{SITE}/terraform.tfstate"
 REFUSALS = (
     "object_storage anonymous access refused",
     "object_storage default credentials refused",
@@ -49,26 +48,6 @@ pytestmark = pytest.mark.molecule  # same tier: Docker and the test host image
 
 
 @pytest.fixture(scope="module")
-def state_store(artifact, tmp_path_factory):
-    """The S3 service that keeps the environment's OpenTofu state, with its bucket."""
-    from minio import Minio
-    from minio_server import MinioServer
-
-    server = MinioServer(artifact("minio"), tmp_path_factory.mktemp("e2e-state"), tls=True).start()
-    client = Minio(
-        server.endpoint.removeprefix("https://"),
-        access_key=server.root_user,
-        secret_key=server.root_password,
-        secure=True,
-        http_client=urllib3.PoolManager(ca_certs=str(server.ca_path)),
-    )
-    client.make_bucket(STATE_BUCKET)
-    server.client = client
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def site(state_store, tmp_path_factory):
     """The one-host environment, provisioned; destroyed after the module."""
     root = tmp_path_factory.mktemp("e2e")
@@ -76,20 +55,14 @@ def site(state_store, tmp_path_factory):
     shutil.copytree(REPO / "inventories" / "local", inventory)
     inputs = yaml.safe_load((inventory / "provision.yml").read_text())
     inputs["provision_variables"]["site"] = SITE
-    inputs["provision_backend"] = {
-        "bucket": STATE_BUCKET,
-        "key": f"{SITE}/terraform.tfstate",
-        "endpoint": state_store.endpoint,
-        "ca_file": str(state_store.ca_path),
-    }
+    inputs["provision_backend"] = state_store.backend(STATE_KEY)
     (inventory / "provision.yml").write_text(yaml.safe_dump(inputs))
     env = {
         **os.environ,
         "LAKEHOUSE_SECRETS_DIR": str(root / "secrets"),
         "LAKEHOUSE_STATE_DIR": str(root / "state"),
         "ANSIBLE_NOCOLOR": "1",
-        "AWS_ACCESS_KEY_ID": state_store.root_user,
-        "AWS_SECRET_ACCESS_KEY": state_store.root_password,
+        **state_store.credentials,
     }
     env = {k: v for k, v in env.items() if not k.startswith("LAKEHOUSE_SECRET_")}
     environment = Site(inventory, env, [HOST], SITE)
@@ -110,7 +83,7 @@ def test_provision_writes_the_inventory_of_the_contract_and_keeps_its_state_in_o
     assert set(written["children"]["query_coordinator"]["hosts"]) == {HOST}
     assert written["children"]["query_workers"]["hosts"] == {}
     assert container_exists(HOST)
-    state = json.loads(state_store.client.get_object(STATE_BUCKET, f"{SITE}/terraform.tfstate").read())
+    state = state_store.state(STATE_KEY)
     assert [r["type"] for r in state["resources"]] == ["terraform_data"]
     again = site.lakehouse("provision")
     assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-3000:]
@@ -349,5 +322,5 @@ def test_destroy_removes_the_host_its_name_and_the_inventory(site, state_store):
     assert not container_exists(HOST)
     assert HOST not in Path("/etc/hosts").read_text()
     assert not (site.inventory / "hosts.yml").exists()
-    state = json.loads(state_store.client.get_object(STATE_BUCKET, f"{SITE}/terraform.tfstate").read())
+    state = state_store.state(STATE_KEY)
     assert state["resources"] == []

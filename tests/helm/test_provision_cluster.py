@@ -10,14 +10,12 @@ removes the namespace and the inventory.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import urllib3
 import yaml
 from controlplane import wait_for
 from kubernetes import client
@@ -27,25 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 SITE = "kwokprov"
 CLUSTER = f"cluster-1.{SITE}.lakehouse.test"
 NAMESPACE = "provisioned"
-BUCKET = "tofu-state"
+STATE_KEY = f"{SITE}/terraform.tfstate"
 DEPLOYER = f"system:serviceaccount:{NAMESPACE}:lakehouse-deployer"
-
-
-@pytest.fixture(scope="module")
-def state_store(artifact, tmp_path_factory):
-    from minio import Minio
-    from minio_server import MinioServer
-
-    server = MinioServer(artifact("minio"), tmp_path_factory.mktemp("kwok-state"), tls=True).start()
-    server.client = Minio(
-        server.endpoint.removeprefix("https://"),
-        access_key=server.root_user,
-        secret_key=server.root_password,
-        http_client=urllib3.PoolManager(ca_certs=str(server.ca_path)),
-    )
-    server.client.make_bucket(BUCKET)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +39,12 @@ def environment(cp, state_store, tmp_path_factory):
             "cluster": {"name": "cluster-1", "kubeconfig": str(cp.kubeconfig), "namespace": NAMESPACE,
                         "groups": ["object_storage"]},
         },
-        "provision_backend": {"bucket": BUCKET, "key": f"{SITE}/terraform.tfstate", "endpoint": state_store.endpoint,
-                              "ca_file": str(state_store.ca_path)},
+        "provision_backend": state_store.backend(STATE_KEY),
     }  # fmt: skip
     (directory / "provision.yml").write_text(yaml.safe_dump(inputs))
     env = {
         **os.environ,
-        "AWS_ACCESS_KEY_ID": state_store.root_user,
-        "AWS_SECRET_ACCESS_KEY": state_store.root_password,
+        **state_store.credentials,
         "ANSIBLE_NOCOLOR": "1",
     }
 
@@ -108,7 +87,7 @@ def test_the_inventory_names_the_cluster_host_and_the_contract_its_api_server(en
     assert host["lakehouse_delivery"] == "helm" and host["lakehouse_k8s_namespace"] == NAMESPACE
     assert host["lakehouse_k8s_kubeconfig"] == str(cp.kubeconfig)
     assert set(written["children"]["object_storage"]["hosts"]) == {CLUSTER}
-    state = json.loads(state_store.client.get_object(BUCKET, f"{SITE}/terraform.tfstate").read())
+    state = state_store.state(STATE_KEY)
     contract = state["outputs"]["lakehouse"]["value"]
     kubeconfig = yaml.safe_load(cp.kubeconfig.read_text())
     assert contract["kubernetes"]["api_server"] == kubeconfig["clusters"][0]["cluster"]["server"]
