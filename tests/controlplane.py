@@ -505,6 +505,25 @@ class ControlPlane:
         }
 
 
+def static_volume(api, name: str, path: str, size: str = "1Gi", claim: tuple[str, str] | None = None) -> None:
+    """A PersistentVolume with no storage class, for a StatefulSet's claim on kwok (no provisioner
+    runs there); `claim` (namespace, name) reserves it for one claim."""
+    from kubernetes import client
+
+    client.CoreV1Api(api).create_persistent_volume(
+        client.V1PersistentVolume(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1PersistentVolumeSpec(
+                capacity={"storage": size},
+                access_modes=["ReadWriteOnce"],
+                storage_class_name="",
+                host_path=client.V1HostPathVolumeSource(path=path),
+                claim_ref=client.V1ObjectReference(namespace=claim[0], name=claim[1]) if claim else None,
+            ),
+        )
+    )
+
+
 def wait_for(what: str, check, timeout: float = 90, interval: float = 0.5):
     """Poll `check` until it returns something truthy; bounded in time and attempts."""
     import pytest

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from controlplane import static_volume
 from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,17 +52,7 @@ def site(tmp_path_factory, cp, api):
         }
     }
     (directory / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    client.CoreV1Api(api).create_persistent_volume(
-        client.V1PersistentVolume(
-            metadata=client.V1ObjectMeta(name="gitops-minio-data"),
-            spec=client.V1PersistentVolumeSpec(
-                capacity={"storage": "1Gi"},
-                access_modes=["ReadWriteOnce"],
-                host_path=client.V1HostPathVolumeSource(path="/var/lib/gitops-minio"),
-                storage_class_name="",
-            ),
-        )
-    )
+    static_volume(api, "gitops-minio-data", "/var/lib/gitops-minio")
     env_secrets = directory / "secrets"
     env = {
         **os.environ,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from controlplane import static_volume
 from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,17 +73,7 @@ def site(tmp_path_factory, cp, api):
     }
     (directory / "hosts.yml").write_text(yaml.safe_dump(inventory))
     # A static volume for the data claim of the MinIO StatefulSet.
-    client.CoreV1Api(api).create_persistent_volume(
-        client.V1PersistentVolume(
-            metadata=client.V1ObjectMeta(name="crossdelivery-minio-data"),
-            spec=client.V1PersistentVolumeSpec(
-                capacity={"storage": "1Gi"},
-                access_modes=["ReadWriteOnce"],
-                host_path=client.V1HostPathVolumeSource(path="/var/lib/crossdelivery-minio"),
-                storage_class_name="",
-            ),
-        )
-    )
+    static_volume(api, "crossdelivery-minio-data", "/var/lib/crossdelivery-minio")
     env = {
         **os.environ,
         **cp.env,  # helm on PATH

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from controlplane import REPO, ControlPlane, wait_for
+from controlplane import REPO, ControlPlane, static_volume, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from service_examples import IMAGE, PLATFORM, PROBE, UID, minio, model, orchestrator, trino
@@ -299,7 +299,7 @@ def core(api):
 
 
 @pytest.fixture(scope="module")
-def installed(cp, core, helm):
+def installed(cp, api, core, helm):
     """Namespace, config objects and a static PV as the engine would leave them; then the release."""
     labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS, labels=labels)))
@@ -309,18 +309,7 @@ def installed(cp, core, helm):
         meta = client.V1ObjectMeta(name=obj["name"])
         core.create_namespaced_secret(NS, client.V1Secret(metadata=meta, type="Opaque", data=obj["secret"]))
         core.create_namespaced_config_map(NS, client.V1ConfigMap(metadata=meta, data=obj["configmap"]))
-    core.create_persistent_volume(
-        client.V1PersistentVolume(
-            metadata=client.V1ObjectMeta(name="chart-minio-data"),
-            spec=client.V1PersistentVolumeSpec(
-                capacity={"storage": "1Gi"},
-                access_modes=["ReadWriteOnce"],
-                storage_class_name="",
-                host_path=client.V1HostPathVolumeSource(path="/var/lib/lakehouse-test/minio"),
-                claim_ref=client.V1ObjectReference(namespace=NS, name="data-minio-0"),
-            ),
-        )
-    )
+    static_volume(api, "chart-minio-data", "/var/lib/lakehouse-test/minio", claim=(NS, "data-minio-0"))
     values = values_of(minio())
     done = helm.run(
         "install", "minio", str(CHART), "-n", NS, "--values", helm.values(values), "--wait", "--timeout", "3m"
