@@ -16,6 +16,7 @@ host differs from what the repository and the inventory say).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import sys
@@ -162,17 +163,15 @@ class Session:
 
     def invocation(self, playbook: str, extra: tuple[str, ...] = (), **settings) -> Invocation:
         """The run of `playbook` this command's arguments ask for; `settings` replace fields of it."""
-        return Invocation(
-            **{
-                "playbook": playbook,
-                "inventory": self.source,
-                "limit": self.args.limit,
-                "extra_vars": (*(absolute_file_ref(value) for value in self.args.extra_vars), *extra),
-                "check": getattr(self.args, "check", False),
-                "verbosity": max(0, self.args.verbose - 1),
-                **settings,
-            }
+        asked = Invocation(
+            playbook=playbook,
+            inventory=self.source,
+            limit=self.args.limit,
+            extra_vars=(*(absolute_file_ref(value) for value in self.args.extra_vars), *extra),
+            check=getattr(self.args, "check", False),
+            verbosity=max(0, self.args.verbose - 1),
         )
+        return dataclasses.replace(asked, **settings)
 
     def progress(self) -> Progress:
         return Progress.for_stream(self.out, verbose=self.args.verbose > 0)
@@ -309,7 +308,7 @@ def cmd_provision(session: Session) -> int:
     elif destroy:
         session.print(f"destroyed what {session.args.inventory} provisioned; its hosts.yml is removed")
     else:
-        hosts = inventory.load(session.source).group_hosts("all")
+        hosts = session.inventory.group_hosts("all")  # read now: the run has just written it
         session.print(f"{environment / 'hosts.yml'}: {_hosts(len(hosts))} ({', '.join(hosts)})")
         session.print(f"next: lakehouse up -i {session.args.inventory}")
     return 0
