@@ -14,6 +14,8 @@ from lakehouse_cli.env import ansible_env, venv_bin
 
 DEFAULT_SITE = "default"  # roles/lakehouse/defaults/main/site.yml
 DEFAULT_DELIVERY = "systemd"
+# The connection of a container host: its short name (Mitogen keeps it open) and its full one.
+DOCKER_CONNECTIONS = ("docker", "community.docker.docker")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -57,7 +59,7 @@ class Inventory:
     def containers(self) -> list[str]:
         """Hosts that are containers of this controller's Docker engine (sandbox or provisioned by
         terraform/local): reached through it, so measurable by the reports in scripts/."""
-        return [h for h in self.group_hosts("all") if self.var(h, "ansible_connection") == "community.docker.docker"]
+        return [h for h in self.group_hosts("all") if self.var(h, "ansible_connection") in DOCKER_CONNECTIONS]
 
     @property
     def is_sandbox(self) -> bool:

@@ -79,7 +79,7 @@ def test_provision_writes_the_inventory_of_the_contract_and_keeps_its_state_in_o
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     written = yaml.safe_load((site.inventory / "hosts.yml").read_text())["all"]
     assert written["vars"] == {"lakehouse_site": SITE}
-    assert written["hosts"][HOST]["ansible_connection"] == "community.docker.docker"
+    assert written["hosts"][HOST]["ansible_connection"] == "docker"
     assert set(written["children"]["query_coordinator"]["hosts"]) == {HOST}
     assert written["children"]["query_workers"]["hosts"] == {}
     assert container_exists(HOST)

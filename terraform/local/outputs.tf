@@ -10,7 +10,7 @@ output "lakehouse" {
         for host, groups in local.metal_hosts : host => {
           groups = groups
           vars = {
-            ansible_connection         = "community.docker.docker"
+            ansible_connection         = "docker"
             ansible_python_interpreter = "/usr/bin/python3"
             lakehouse_delivery         = "systemd"
           }

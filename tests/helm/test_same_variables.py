@@ -49,7 +49,7 @@ def site(tmp_path_factory, cp, api):
                 "sandbox": {
                     "hosts": {METAL: None},
                     "vars": {
-                        "ansible_connection": "community.docker.docker",
+                        "ansible_connection": "docker",
                         "ansible_python_interpreter": "/usr/bin/python3",
                     },
                 },
