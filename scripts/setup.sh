@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prepares this machine as a lakehouse controller and test bench. Idempotent: every
 # step checks before it acts, so both README commands run it first at no cost.
-#   1. the project virtual environment, from the pinned requirements.txt (and, for an
-#      inventory, the artifact cache filled in the background)
-#   2. the Docker engine (installed if missing, started if not running)
-#   3. the Debian 12 systemd test host image (rebuilt only when its recipe changes)
+#   1. the Docker engine (installed if missing, started if not running)
+#   2. the Debian 12 systemd test host image (rebuilt only when its recipe changes), in the
+#      background while
+#   3. the project virtual environment is created from the pinned requirements.txt (and, for
+#      an inventory, the artifact cache is filled in the background)
 #   4. the Helm CLI, the test Kubernetes control plane and the real test node's kubelet,
 #      kube-proxy and CoreDNS, built from pinned Go modules, with the node's Debian packages;
 #      for the test suite also OpenTofu with its providers and Flux's controllers
@@ -45,7 +46,26 @@ command -v debootstrap >/dev/null || base+=(debootstrap)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || base+=(golang-go)
 apt_install "${base[@]}"
 
-# 1. Python environment, keyed by the requirements hash so fresh clones reuse it.
+# 1. Docker engine.
+if ! docker info >/dev/null 2>&1; then
+  log "starting the Docker engine"
+  mkdir -p /var/log
+  setsid nohup dockerd >/var/log/lakehouse-dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/lakehouse-dockerd.log"; exit 1; }
+fi
+
+# 2. Test host image, tagged by its recipe: built in the background while the Python
+#    environment is created (both mostly wait on downloads).
+image="lakehouse/testhost:$(sha256sum images/testhost/recipe.sh | cut -c1-12)"
+image_build=""
+if ! docker image inspect "$image" >/dev/null 2>&1; then
+  log "building the test host image $image in the background (debootstrap, about a minute; log $cache/testhost-build.log)"
+  timed "test host image" images/testhost/recipe.sh "$image" >"$cache/testhost-build.log" 2>&1 &
+  image_build=$!
+fi
+
+# 3. Python environment, keyed by the requirements hash so fresh clones reuse it.
 req_hash="$(sha256sum requirements.txt | cut -c1-12)"
 venv="$cache/venv-$req_hash"
 if [ ! -f "$venv/.complete" ]; then
@@ -60,8 +80,8 @@ if [ ! -f "$venv/.complete" ]; then
 fi
 ln -sfn "$venv" .venv
 
-# 1b. An inventory's setup (`make up`): the artifact cache is filled in the background, niced,
-#     while the Docker engine and the test host image are prepared and the converge begins; the
+# 3b. An inventory's setup (`make up`): the artifact cache is filled in the background, niced,
+#     while the test host image is built and the converge begins; the
 #     converge's own fetch of an artifact waits for the fill's (one lock per artifact). Two fills
 #     run side by side: the downloads (Maven Central, PyPI), which the catalog and query layers
 #     need within minutes, and the Go builds, which would otherwise hold them back. Skipped once
@@ -79,20 +99,9 @@ if [ -n "${SETUP_INVENTORY:-}" ] && [ ! -f "$filled" ] && ! pgrep -f "playbooks/
     "$SETUP_INVENTORY" "$filled" "$cache" </dev/null >/dev/null 2>&1 &
 fi
 
-# 2. Docker engine.
-if ! docker info >/dev/null 2>&1; then
-  log "starting the Docker engine"
-  mkdir -p /var/log
-  setsid nohup dockerd >/var/log/lakehouse-dockerd.log 2>&1 < /dev/null &
-  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/lakehouse-dockerd.log"; exit 1; }
-fi
-
-# 3. Test host image, tagged by its recipe.
-image="lakehouse/testhost:$(sha256sum images/testhost/recipe.sh | cut -c1-12)"
-if ! docker image inspect "$image" >/dev/null 2>&1; then
-  log "building the test host image $image (debootstrap, about a minute)"
-  timed "test host image" images/testhost/recipe.sh "$image"
+if [ -n "$image_build" ] && ! wait "$image_build"; then
+  log "the test host image did not build; see $cache/testhost-build.log"
+  exit 1
 fi
 echo "$image" > "$cache/testhost-image"
 
