@@ -20,7 +20,10 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "unit")]
 CACHE = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache" / "lakehouse"))
 
 
-def _load(path: Path, name: str):
+def load_source(relative: str | Path, name: str | None = None):
+    """A Python file of the repository (a plugin, a module, a program) loaded as a module."""
+    path = REPO / relative
+    name = name or f"lakehouse_test_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -75,7 +78,7 @@ def run_module():
         raise ModuleExit({"msg": msg, "failed": True, **kwargs}, failed=True)
 
     def run(name: str, args: dict, check_mode: bool = False, diff: bool = True) -> dict:
-        module = _load(REPO / "library" / f"{name}.py", f"lakehouse_library_{name}")
+        module = load_source(f"library/{name}.py", f"lakehouse_library_{name}")
         args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
         with patch_module_args(args), mock.patch.multiple(basic.AnsibleModule, exit_json=_exit, fail_json=_fail):
             try:

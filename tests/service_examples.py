@@ -7,13 +7,9 @@ with a coordinator and workers).
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from conftest import load_source
 
-REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("lakehouse_service_plugin", REPO / "plugins/filter/lakehouse_service.py")
-model = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(model)
+model = load_source("plugins/filter/lakehouse_service.py")
 
 PLATFORM = {
     "java_home": "/usr/local/lib/lakehouse/java",

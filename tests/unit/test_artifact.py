@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import importlib.util
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ModuleExit
+from conftest import ModuleExit, load_source
 
 MODULE = "lakehouse_artifact"
 PAYLOAD = b"#!/bin/sh\necho lakehouse tool 1.2.3\n"
@@ -263,9 +262,7 @@ def test_source_needs_exactly_one_of_url_go_and_pip(run_module, tmp_path, other)
 
 
 def test_helpers():
-    spec = importlib.util.spec_from_file_location("artifact_helpers", REPO / "library" / f"{MODULE}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_source(f"library/{MODULE}.py")
     assert module.go_target("github.com/minio/mc", None) == "github.com/minio/mc"
     assert module.go_target("github.com/minio/mc", "cmd/mc") == "github.com/minio/mc/cmd/mc"
     assert module.go_target("github.com/minio/mc", "github.com/minio/mc/cmd/mc") == "github.com/minio/mc/cmd/mc"

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 import datetime
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import load_source
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -30,11 +30,7 @@ MINIMAL = {"schema_version": 1, "name": "nightly", "image": "daily-ingest"}
 
 
 def load_program():
-    path = REPO / "jobs" / "programs" / "daily_ingest.py"
-    spec = importlib.util.spec_from_file_location("daily_ingest_program", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_source("jobs/programs/daily_ingest.py")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import base64
 import datetime
 import hashlib
 import hmac
-import importlib.util
 import json
 import re
 import subprocess
@@ -18,16 +17,14 @@ import bcrypt
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
-from conftest import ModuleExit
+from conftest import ModuleExit, load_source
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("lakehouse_monitoring", REPO / "plugins/filter/lakehouse_monitoring.py")
-monitoring = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(monitoring)
+monitoring = load_source("plugins/filter/lakehouse_monitoring.py")
 
 SECRETS = "/etc/lakehouse-prometheus/secrets"  # the credentials directory in these tests
 CA = "/etc/lakehouse-prometheus/ca.crt"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 import subprocess
@@ -12,21 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.errors import AnsibleLookupError
+from conftest import REPO, load_source
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load(relative: str):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem + "_plugin", REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-secret_plugin = load("plugins/lookup/lakehouse_secret.py")
-test_plugin = load("plugins/test/lakehouse.py")
-filter_plugin = load("plugins/filter/lakehouse.py")
-preflight_plugin = load("plugins/filter/lakehouse_preflight.py")
+secret_plugin = load_source("plugins/lookup/lakehouse_secret.py")
+test_plugin = load_source("plugins/test/lakehouse.py")
+filter_plugin = load_source("plugins/filter/lakehouse.py")
+preflight_plugin = load_source("plugins/filter/lakehouse_preflight.py")
 
 
 def test_secret_is_generated_once_with_private_modes(tmp_path):
@@ -308,7 +298,7 @@ def test_workloads_are_ready_when_every_replica_is_ready_at_the_current_template
     assert filter_plugin.workloads_ready([workload(0)])
 
 
-jobs_plugin = load("plugins/filter/lakehouse_jobs.py")
+jobs_plugin = load_source("plugins/filter/lakehouse_jobs.py")
 
 
 def test_fernet_key_is_a_reproducible_32_byte_urlsafe_key():

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from conftest import load_source
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("lakehouse_provision", REPO / "plugins/filter/lakehouse_provision.py")
-provision = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(provision)
+provision = load_source("plugins/filter/lakehouse_provision.py")
 
 CONTRACT = {
     "contract": "lakehouse.provisioning/v1",

@@ -8,7 +8,6 @@ makes one in check mode) fails.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import uuid
@@ -18,7 +17,7 @@ from unittest import mock
 import pytest
 import yaml
 from ansible.module_utils import basic
-from conftest import ModuleExit
+from conftest import ModuleExit, load_source
 from minio import Minio, MinioAdmin
 from minio.credentials import StaticProvider
 from minio.error import MinioAdminException
@@ -154,9 +153,7 @@ class _SpecCaptured(Exception):
 
 @pytest.mark.parametrize("name", [BUCKET, USER, POLICY])
 def test_documentation_matches_argument_spec(name):
-    spec = importlib.util.spec_from_file_location(f"doc_{name}", LIBRARY / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_source(LIBRARY / f"{name}.py")
     captured = {}
 
     def capture(self, argument_spec, supports_check_mode=False, **kwargs):
@@ -172,9 +169,7 @@ def test_documentation_matches_argument_spec(name):
     # Shared options come from the documentation fragment, as ansible-doc merges them.
     for fragment in doc.get("extends_documentation_fragment", []):
         path = LIBRARY.parent / "plugins" / "doc_fragments" / f"{fragment}.py"
-        fragment_spec = importlib.util.spec_from_file_location(f"fragment_{fragment}", path)
-        fragment_module = importlib.util.module_from_spec(fragment_spec)
-        fragment_spec.loader.exec_module(fragment_module)
+        fragment_module = load_source(path)
         doc["options"].update(yaml.safe_load(fragment_module.ModuleDocFragment.DOCUMENTATION)["options"])
     assert doc["module"] == name
     assert doc["author"] == "Lakehouse bootstrap maintainers"

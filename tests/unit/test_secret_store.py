@@ -3,14 +3,11 @@ host of a group may ask for the same new credential at once (a distributed MinIO
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 
-from conftest import REPO
+from conftest import load_source
 
-_spec = importlib.util.spec_from_file_location("lakehouse_secret_plugin", REPO / "plugins/lookup/lakehouse_secret.py")
-store = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(store)
+store = load_source("plugins/lookup/lakehouse_secret.py")
 
 
 def _ask(directory: str, start, answers) -> None:
