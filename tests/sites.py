@@ -9,6 +9,7 @@ playbooks run against it. Plain helper module, not a conftest.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -18,6 +19,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lakehouse_cli import contracts  # noqa: E402
+
+
+def helm_revisions(env: dict[str, str], namespace: str) -> dict[str, int]:
+    """Each Helm release of `namespace` and its revision."""
+    out = subprocess.run(
+        ["helm", "list", "-n", namespace, "-o", "json"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return {release["name"]: int(release["revision"]) for release in json.loads(out)}
+
 
 ROUND_TRIP = ["pyiceberg → trino: 3 rows equal", "trino → pyiceberg: 4 rows equal"]
 

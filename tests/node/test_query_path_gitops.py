@@ -14,7 +14,6 @@ A second render is the same bytes; a value changed and pushed reaches the cluste
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 from controlplane import wait_for
 from flux import Flux, GitServer, conditions, ready
 from kubernetes import client
-from sites import ROUND_TRIP, forget_cluster_names, node_site, passed, round_trip
+from sites import ROUND_TRIP, forget_cluster_names, helm_revisions, node_site, passed, round_trip
 
 pytestmark = pytest.mark.node
 
@@ -99,18 +98,11 @@ def wait_releases_ready(flux) -> None:
         raise
 
 
-def helm_revisions(site) -> dict[str, int]:
-    out = subprocess.run(
-        ["helm", "list", "-n", NAMESPACE, "-o", "json"], env=site.env, capture_output=True, text=True, check=True
-    ).stdout
-    return {release["name"]: int(release["revision"]) for release in json.loads(out)}
-
-
 @pytest.fixture(scope="module")
 def synced(gitops):
     site, flux, tree = gitops["site"], gitops["flux"], gitops["tree"]
     render(site)
-    assert helm_revisions(site) == {}, "a render installs nothing: Flux does"
+    assert helm_revisions(site.env, NAMESPACE) == {}, "a render installs nothing: Flux does"
     push(tree, "lakehouse render")
     for document in yaml.safe_load_all((gitops["sync"] / "sync.yaml").read_text()):
         if document:
@@ -125,7 +117,7 @@ def synced(gitops):
 def test_flux_installs_the_rendered_tree_and_after_up_verify_passes_as_after_a_plain_up(synced):
     site = synced["site"]
     wait_releases_ready(synced["flux"])
-    assert helm_revisions(site) == dict.fromkeys(RELEASES, 1), "under GitOps, up installs no release"
+    assert helm_revisions(site.env, NAMESPACE) == dict.fromkeys(RELEASES, 1), "under GitOps, up installs no release"
     verified = site.verify()
     assert round_trip(verified) == ROUND_TRIP, verified
     assert passed(verified, "object_storage anonymous access refused"), verified

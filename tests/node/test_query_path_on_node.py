@@ -38,6 +38,7 @@ from sites import (
     ROUND_TRIP,
     Site,
     forget_cluster_names,
+    helm_revisions,
     node_site,
     passed,
     recap,
@@ -69,13 +70,6 @@ def site(tmp_path_factory, node, node_api):
     yield node_site(root, node, SITE, NAMESPACE, {group: [CLUSTER] for group in GROUPS}, cluster_vars=everywhere)
     forget_cluster_names(SITE)
     client.CoreV1Api(node_api).delete_namespace(NAMESPACE)
-
-
-def revisions(node) -> dict[str, int]:
-    out = subprocess.run(
-        ["helm", "list", "-n", NAMESPACE, "-o", "json"], env=node.env, capture_output=True, text=True, check=True
-    ).stdout
-    return {release["name"]: int(release["revision"]) for release in json.loads(out)}
 
 
 @pytest.fixture(scope="module")
@@ -151,15 +145,15 @@ def test_helm_test_of_every_release_reaches_its_services_as_a_consumer(up, node)
 
 
 def test_second_up_changes_nothing_and_makes_no_revision(up, site, node):
-    before = revisions(node)
+    before = helm_revisions(node.env, NAMESPACE)
     result = site.playbook("playbooks/site.yml", "-e", "iceberg_catalog_type=rest")
     assert result.returncode == 0, result.stdout[-4000:]
     assert recap(result.stdout, CLUSTER)["changed"] == 0, result.stdout[-6000:]
-    assert revisions(node) == before
+    assert helm_revisions(node.env, NAMESPACE) == before
 
 
 def test_check_diff_of_a_changed_value_shows_it_and_changes_nothing(up, site, node):
-    before = revisions(node)
+    before = helm_revisions(node.env, NAMESPACE)
     result = site.playbook(
         "playbooks/site.yml", "--check", "--diff", "-e", "iceberg_catalog_type=rest", "-e", "minio_region=eu-west-3"
     )
@@ -167,7 +161,7 @@ def test_check_diff_of_a_changed_value_shows_it_and_changes_nothing(up, site, no
     assert recap(result.stdout, CLUSTER)["changed"] >= 1
     assert "MINIO_SITE_REGION" not in result.stdout, "a secret file's content must not be shown"
     assert "checksum" in result.stdout, "the diff shows the release's changed config checksum"
-    assert revisions(node) == before
+    assert helm_revisions(node.env, NAMESPACE) == before
 
 
 def query_contract(site) -> contracts.Contract:
@@ -350,7 +344,7 @@ def test_switching_the_catalog_to_jdbc_and_the_orchestrator_to_dagster_verifies_
     result = site.lakehouse("up", "-e", "iceberg_catalog_type=jdbc", "-e", "orchestrator_type=dagster")
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     # Airflow is gone, its pod too, before Dagster started: one orchestrator schedules at a time.
-    assert "airflow" not in revisions(node) and "dagster" in revisions(node)
+    assert "airflow" not in helm_revisions(node.env, NAMESPACE) and "dagster" in helm_revisions(node.env, NAMESPACE)
     core = client.CoreV1Api(node_api)
     assert not core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=airflow").items
     verified = site.verify()
