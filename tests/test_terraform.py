@@ -50,9 +50,17 @@ def test_configuration_is_formatted_and_valid(config, tmp_path):
     assert report["valid"] and not report["warning_count"], report
 
 
+def test_the_shared_modules_are_formatted(tmp_path):
+    formatted = tofu(REPO / "terraform" / "modules", tmp_path, "fmt", "-check", "-diff", "-recursive")
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
 @pytest.mark.parametrize("config", CONFIGURATIONS, ids=lambda config: config.name)
 def test_configuration_outputs_the_contract_and_keeps_state_in_s3(config):
     outputs = (config / "outputs.tf").read_text()
-    assert 'output "lakehouse"' in outputs and 'contract = "lakehouse.provisioning/v1"' in outputs
+    assert 'source = "../modules/contract"' in outputs
+    assert 'output "lakehouse"' in outputs and "value       = module.contract.lakehouse" in outputs
+    contract = (REPO / "terraform/modules/contract/main.tf").read_text()
+    assert 'contract       = "lakehouse.provisioning/v1"' in contract
     versions = (config / "versions.tf").read_text()
     assert 'backend "s3"' in versions

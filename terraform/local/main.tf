@@ -4,10 +4,9 @@
 # sandbox host, whether `lakehouse up` or this module creates it.
 
 locals {
-  service_groups = ["object_storage", "catalog_db", "iceberg_catalog", "query_coordinator", "query_workers", "orchestrator", "observability"]
-  repository     = abspath("${path.module}/../..")
-  network        = "lakehouse-${var.site}"
-  metal_hosts    = { for name, groups in var.metal_hosts : "${name}.${var.site}.${var.domain}" => groups }
+  repository  = abspath("${path.module}/../..")
+  network     = "lakehouse-${var.site}"
+  metal_hosts = { for name, groups in var.metal_hosts : "${name}.${var.site}.${var.domain}" => groups }
 }
 
 resource "terraform_data" "metal_hosts" {

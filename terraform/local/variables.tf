@@ -1,11 +1,6 @@
 variable "site" {
-  description = "The lakehouse site these hosts make up: the middle label of every host name, and lakehouse_site."
+  description = "The lakehouse site these hosts make up: the middle label of every host name, and lakehouse_site (a DNS label)."
   type        = string
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,30}[a-z0-9]$", var.site))
-    error_message = "site must be a DNS label: lowercase letters, digits and hyphens, 2 to 32 characters."
-  }
 }
 
 variable "domain" {
@@ -23,10 +18,6 @@ variable "metal_hosts" {
     condition     = alltrue([for name, _ in var.metal_hosts : can(regex("^[a-z][a-z0-9-]{0,62}$", name))])
     error_message = "Every key of metal_hosts must be a DNS label (the host's first label)."
   }
-  validation {
-    condition     = alltrue([for groups in values(var.metal_hosts) : length(setsubtract(groups, local.service_groups)) == 0])
-    error_message = "metal_hosts names a group that is not a service group (object_storage, catalog_db, iceberg_catalog, query_coordinator, query_workers, orchestrator, observability)."
-  }
 }
 
 variable "cluster" {
@@ -39,21 +30,11 @@ variable "cluster" {
     groups     = list(string)
   })
   default = null
-
-  validation {
-    condition     = var.cluster == null || length(setsubtract(try(var.cluster.groups, []), local.service_groups)) == 0
-    error_message = "cluster.groups names a group that is not a service group."
-  }
 }
 
 variable "state" {
   description = "Where this configuration's state lives, as given to the backend: echoed in the contract."
-  type = object({
-    backend  = string
-    bucket   = string
-    key      = string
-    endpoint = string
-  })
+  type        = any
 }
 
 variable "ansible_playbook" {

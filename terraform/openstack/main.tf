@@ -4,9 +4,8 @@
 # Credentials come from the usual OS_* environment variables or clouds.yaml, never from here.
 
 locals {
-  service_groups = ["object_storage", "catalog_db", "iceberg_catalog", "query_coordinator", "query_workers", "orchestrator", "observability"]
-  domain         = trimsuffix(var.dns_zone, ".")
-  hosts          = { for name, host in var.metal_hosts : "${name}.${var.site}.${local.domain}" => host }
+  domain = trimsuffix(var.dns_zone, ".")
+  hosts  = { for name, host in var.metal_hosts : "${name}.${var.site}.${local.domain}" => host }
   # The ports the controller uses: SSH, then every service's published port (the roles' defaults).
   controller_ports = [22, 9000, 5432, 19120, 19121, 8443, 8080, 9090, 9100]
 }

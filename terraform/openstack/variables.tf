@@ -1,11 +1,6 @@
 variable "site" {
-  description = "The lakehouse site these hosts make up: the middle label of every host name, and lakehouse_site."
+  description = "The lakehouse site these hosts make up: the middle label of every host name, and lakehouse_site (a DNS label)."
   type        = string
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,30}[a-z0-9]$", var.site))
-    error_message = "site must be a DNS label: lowercase letters, digits and hyphens, 2 to 32 characters."
-  }
 }
 
 variable "dns_zone" {
@@ -23,10 +18,6 @@ variable "metal_hosts" {
   validation {
     condition     = alltrue([for name, _ in var.metal_hosts : can(regex("^[a-z][a-z0-9-]{0,62}$", name))])
     error_message = "Every key of metal_hosts must be a DNS label (the host's first label)."
-  }
-  validation {
-    condition     = alltrue([for host in values(var.metal_hosts) : length(setsubtract(host.groups, local.service_groups)) == 0])
-    error_message = "metal_hosts names a group that is not a service group (object_storage, catalog_db, iceberg_catalog, query_coordinator, query_workers, orchestrator, observability)."
   }
 }
 
@@ -59,10 +50,5 @@ variable "controller_cidr" {
 
 variable "state" {
   description = "Where this configuration's state lives, as given to the backend: echoed in the contract."
-  type = object({
-    backend  = string
-    bucket   = string
-    key      = string
-    endpoint = string
-  })
+  type        = any
 }
