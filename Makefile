@@ -1,7 +1,6 @@
 # The two README commands, and a few helpers. Every target prepares the machine first
 # (scripts/setup.sh: Python environment, Docker engine, test host image, Kubernetes tooling
 # when needed; idempotent).
-ANSIBLE_PLAYBOOK := .venv/bin/ansible-playbook
 INVENTORY ?= inventories/sandbox
 # The Helm CLI built by scripts/controlplane/build.sh serves the Helm delivery engine.
 export PATH := $(shell scripts/controlplane/build.sh --print-env | sed -n 's/^BIN_DIR=//p'):$(PATH)
@@ -38,7 +37,7 @@ provision: setup
 
 ## Fill the controller's artifact cache (fetch or build, verify every checksum).
 artifacts: setup
-	$(ANSIBLE_PLAYBOOK) -i $(INVENTORY) playbooks/artifacts.yml
+	scripts/fill_artifacts.sh $(INVENTORY)
 
 # `make test` prepares everything; the other targets what the inventory's hosts need (a
 # metal-only inventory builds no Kubernetes tooling).

@@ -233,14 +233,7 @@ def fresh_make_up(inventory: str) -> None:
             "setup, all steps": run("env", f"SETUP_INVENTORY={inventory}", "scripts/setup.sh", env=env, cwd=clone)[0]
         }
         python = str(clone / ".venv" / "bin" / "python")
-        phases["artifacts (fetch, build, verify)"] = run(
-            str(clone / ".venv" / "bin" / "ansible-playbook"),
-            "-i",
-            inventory,
-            "playbooks/artifacts.yml",
-            env=env,
-            cwd=clone,
-        )[0]
+        phases["artifacts (fetch, build, verify)"] = run("scripts/fill_artifacts.sh", inventory, env=env, cwd=clone)[0]
         run(python, "-m", "lakehouse_cli", "down", "-i", inventory, env=env, cwd=clone)
         for phase, command in (("converge (lakehouse up)", "up"), ("verify", "verify")):
             phases[phase] = run(python, "-m", "lakehouse_cli", command, "-i", inventory, env=env, cwd=clone)[0]
@@ -283,9 +276,7 @@ def main() -> int:
     print_setup_timings()
     if args.fresh:
         fresh_make_up(args.inventory)
-    run(str(Path(PYTHON).parent / "ansible-playbook"), "-i", args.inventory, "playbooks/artifacts.yml")
-    if args.hosts_8:
-        run(str(Path(PYTHON).parent / "ansible-playbook"), "-i", args.hosts_8, "playbooks/artifacts.yml")
+    run("scripts/fill_artifacts.sh", args.inventory)
 
     last_start = [0.0]
 

@@ -81,22 +81,16 @@ fi
 ln -sfn "$venv" .venv
 
 # 3b. An inventory's setup (`make up`): the artifact cache is filled in the background, niced,
-#     while the test host image is built and the converge begins; the
-#     converge's own fetch of an artifact waits for the fill's (one lock per artifact). Two fills
-#     run side by side: the downloads (Maven Central, PyPI), which the catalog and query layers
-#     need within minutes, and the Go builds, which would otherwise hold them back. Skipped once
-#     a fill of this artifact table has finished.
+#     while the test host image is built and the converge begins; the converge's own fetch of
+#     an artifact waits for the fill's (one lock per artifact). Skipped once a fill of this
+#     artifact table has finished.
 table_hash="$(sha256sum roles/lakehouse/defaults/main/artifacts.yml | cut -c1-12)"
 filled="$cache/artifacts/.filled-$table_hash"
 if [ -n "${SETUP_INVENTORY:-}" ] && [ ! -f "$filled" ] && ! pgrep -f "playbooks/artifacts[.]yml" >/dev/null; then
   mkdir -p "$cache/artifacts"
-  log "filling the artifact cache in the background (logs $cache/artifacts-fill-{downloads,builds}.log)"
-  # shellcheck disable=SC2016  # expanded by the background shell
-  setsid nohup nice bash -c '
-    fill() { .venv/bin/ansible-playbook -i "$1" playbooks/artifacts.yml -e "{\"artifacts_sources\": $2}" >"$3" 2>&1; }
-    fill "$1" "[\"url\", \"pip\"]" "$3/artifacts-fill-downloads.log" & downloads=$!
-    fill "$1" "[\"go\"]" "$3/artifacts-fill-builds.log" && wait "$downloads" && touch "$2"' _ \
-    "$SETUP_INVENTORY" "$filled" "$cache" </dev/null >/dev/null 2>&1 &
+  log "filling the artifact cache in the background (log $cache/artifacts-fill.log)"
+  setsid nohup nice bash -c 'scripts/fill_artifacts.sh "$1" && touch "$2"' _ \
+    "$SETUP_INVENTORY" "$filled" >"$cache/artifacts-fill.log" 2>&1 </dev/null &
 fi
 
 if [ -n "$image_build" ] && ! wait "$image_build"; then
