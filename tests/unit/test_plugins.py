@@ -65,6 +65,41 @@ def ansible_lookup(term: str, store: Path, env: dict | None = None) -> subproces
     )
 
 
+def test_template_lookup_renders_as_the_core_one_and_changes_no_variable(tmp_path):
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.j2").write_text(
+        "{# a comment #}\na={{ a }}\n{% for x in items %}\nitem {{ x }} {{ extra }}\n{% endfor %}\n"
+        "path={{ template_path | basename }}\n"
+    )
+    render = "lookup('{}', 't.j2', template_vars={{'extra': 'E'}})"
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "vars": {"a": 1, "items": ["x", "y"], "expected": "a=1\nitem x E\nitem y E\npath=t.j2\n"},
+        "tasks": [
+            {
+                "ansible.builtin.assert": {"that": ["ours == expected", "ours == core", "extra is not defined"]},
+                "vars": {
+                    "core": "{{ " + render.format("ansible.builtin.template") + " }}",
+                    "ours": "{{ " + render.format("lakehouse_template") + " }}",
+                },
+            }
+        ],
+    }
+    (tmp_path / "render.yml").write_text(yaml.safe_dump([play]))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "render.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok=1" in result.stdout and "failed=0" in result.stdout
+
+
 def test_lookup_generates_into_the_configured_store(tmp_path):
     result = ansible_lookup("minio/root_password", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
