@@ -111,14 +111,14 @@ def unpack_seconds(host: str, archives: list[Path]) -> dict[str, float]:
     """Time to unpack each archive on the host itself (copied there first, untimed)."""
     seconds = {}
     for archive in archives:
-        docker_exec(host, "rm -rf /tmp/benchmark && mkdir -p /tmp/benchmark/out")
-        run("docker", "cp", str(archive), f"{host}:/tmp/benchmark/{archive.name}")
-        extract = "unzip -q" if archive.suffix in (".zip", ".whl") else "tar -C /tmp/benchmark/out -xf"
-        into = " -d /tmp/benchmark/out" if archive.suffix in (".zip", ".whl") else ""
+        docker_exec(host, "rm -rf /var/tmp/lakehouse-benchmark && mkdir -p /var/tmp/lakehouse-benchmark/out")
+        run("docker", "cp", str(archive), f"{host}:/var/tmp/lakehouse-benchmark/{archive.name}")
+        extract = "unzip -q" if archive.suffix in (".zip", ".whl") else "tar -C /var/tmp/lakehouse-benchmark/out -xf"
+        into = " -d /var/tmp/lakehouse-benchmark/out" if archive.suffix in (".zip", ".whl") else ""
         out = docker_exec(
             host,
-            f"s=$(date +%s.%N); {extract} /tmp/benchmark/{archive.name}{into}; e=$(date +%s.%N);"
-            " rm -rf /tmp/benchmark; echo $s $e",
+            f"s=$(date +%s.%N); {extract} /var/tmp/lakehouse-benchmark/{archive.name}{into}; e=$(date +%s.%N);"
+            " rm -rf /var/tmp/lakehouse-benchmark; echo $s $e",
         )
         start, end = map(float, out.split()[-2:])
         seconds[archive.name] = end - start
