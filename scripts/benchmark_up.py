@@ -10,10 +10,10 @@ Prints, in one run:
    Kubernetes tooling check; the Docker engine and Debian packages stay installed), artifacts
    (fetched and built), converge, verify;
 3. cold `up` with a warm artifact cache (the sandbox hosts removed first), median of --cold-runs;
-4. the floor of a cold `up`, read from the sandbox host after it: every archive's unpack time
-   (tar or unzip on the host), the Debian packages' install span (/var/log/dpkg.log), and each
-   unit's start-to-ready time from the journal (systemd's start of the unit to the service's own
-   "ready" line); summed, as if nothing ran in parallel;
+4. the floor of a cold `up`, read from the sandbox host after it: the unpack time of every archive
+   the host has (tar or unzip on the host), the Debian packages' install time (apt's runs, from
+   /var/log/apt/history.log), and each unit's start-to-ready time from the journal (systemd's
+   start of the unit to the service's own "ready" line); summed, as if nothing ran in parallel;
 5. no-op `up`, median of --runs, each with `changed=0`;
 6. cold `up` (median of --cold-runs) of the eight-host inventory (one host for the query path, seven Trino workers)
    against the one-host sandbox, and the memory each host uses.
@@ -56,6 +56,7 @@ READY_LINES = {
     "lakehouse-node-exporter.service": r"Listening on",
 }
 POSTGRESQL_LOGS = "/var/log/lakehouse-postgresql/postgresql-*.json"
+ARTIFACT_ROOT = "/usr/local/lib/lakehouse"  # roles/delivery/defaults/main.yml: delivery_artifact_root
 # journal MESSAGE_IDs of systemd's "Starting <unit>" and "Started <unit>" (a unit without a
 # start-up step logs only the second).
 SYSTEMD_STARTING, SYSTEMD_STARTED = "7d4958e842da4a758f6c1cdc7b36dcc5", "39f53479d3a045ac8e11786248231fbf"
@@ -126,16 +127,20 @@ def unpack_seconds(host: str, archives: list[Path]) -> dict[str, float]:
 
 
 def package_seconds(host: str, since: float) -> float:
-    """Span of dpkg's work since `since` (epoch seconds), from /var/log/dpkg.log."""
-    stamps = []
-    for line in docker_exec(host, "cat /var/log/dpkg.log 2>/dev/null || true").splitlines():
-        try:
-            stamp = datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S").timestamp()
-        except ValueError:
+    """Time apt spent installing since `since` (epoch seconds): the sum of its runs, each from its
+    Start-Date to its End-Date in /var/log/apt/history.log (not the span from the first to the last
+    run, which would count the converge's other work between them)."""
+    total, start = 0.0, None
+    for line in docker_exec(host, "cat /var/log/apt/history.log 2>/dev/null || true").splitlines():
+        key, _, value = line.partition(": ")
+        if key not in ("Start-Date", "End-Date"):
             continue
-        if stamp >= since:
-            stamps.append(stamp)
-    return max(stamps) - min(stamps) if stamps else 0.0
+        stamp = datetime.strptime(" ".join(value.split()), "%Y-%m-%d %H:%M:%S").timestamp()
+        if key == "Start-Date":
+            start = stamp
+        elif start is not None and start >= since:
+            total += stamp - start
+    return total
 
 
 def start_to_ready(host: str) -> dict[str, float | None]:
@@ -170,8 +175,9 @@ def start_to_ready(host: str) -> dict[str, float | None]:
     return {unit: (ready[unit] - starts[unit]) / 1e6 if unit in ready else None for unit in starts}
 
 
-def cached_archives() -> list[Path]:
-    """The archives of the artifact cache that a converge unpacks (the table marks them `unpack`)."""
+def cached_archives(host: str) -> list[Path]:
+    """The archives of the artifact cache that the converge unpacked on `host` (the table marks
+    them `unpack`; the host has their versioned directory under the artifact root)."""
     table = json.loads(
         run(
             PYTHON,
@@ -182,19 +188,20 @@ def cached_archives() -> list[Path]:
     cache = Path(os.environ.get("LAKEHOUSE_CACHE", Path.home() / ".cache/lakehouse")) / "artifacts"
     found = []
     for name, entry in (table.get("lakehouse_artifacts") or {}).items():
-        if entry.get("unpack") is not None:
+        installed = f"{ARTIFACT_ROOT}/{name}/{entry['version']}"
+        if entry.get("unpack") is not None and docker_exec(host, f"test -d {installed} && echo yes || true").strip():
             found += sorted((cache / name / str(entry["version"])).glob(f"*/{entry['filename']}"))[:1]
     return found
 
 
 def print_floor(host: str, since: float) -> float:
-    unpacks = unpack_seconds(host, cached_archives())
+    unpacks = unpack_seconds(host, cached_archives(host))
     packages = package_seconds(host, since)
     services = start_to_ready(host)
     print(f"floor on {host} (summed, nothing in parallel):")
     for name, seconds in unpacks.items():
         print(f"  unpack {name:<52} {seconds:7.1f} s")
-    print(f"  debian packages (dpkg.log span)                     {packages:7.1f} s")
+    print(f"  debian packages (apt runs, summed)                  {packages:7.1f} s")
     for unit, seconds in sorted(services.items()):
         shown = f"{seconds:7.1f} s" if seconds is not None else "    n/a (no ready line in the journal)"
         print(f"  start to ready {unit:<44} {shown}")
