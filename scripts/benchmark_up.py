@@ -88,9 +88,19 @@ def hosts_of(inventory: str) -> list[str]:
 
 
 def host_memory(hosts: list[str]) -> list[str]:
-    """Memory per sandbox container, as Docker reports it."""
-    _, stats = run("docker", "stats", "--no-stream", "--format", "{{.Name}}  {{.MemUsage}}", *hosts)
-    return stats.strip().splitlines()
+    """Memory per host: what its lakehouse units use, as systemd accounts it (Docker's own figure
+    is empty for containers sharing the host's cgroup namespace)."""
+    lines = []
+    for host in hosts:
+        out = docker_exec(
+            host,
+            "for unit in $(systemctl list-units 'lakehouse-*' --type=service --plain --no-legend | cut -d' ' -f1);"
+            ' do echo "$unit $(systemctl show -p MemoryCurrent --value "$unit")"; done',
+        )
+        pairs = (line.partition(" ") for line in out.splitlines())
+        units = {unit: int(value) for unit, _, value in pairs if value.isdigit()}
+        lines.append(f"{host}  {sum(units.values()) / 2**20:7.0f} MiB in {len(units)} units")
+    return lines
 
 
 def median_run(label: str, runs: int, step) -> float:
