@@ -57,6 +57,7 @@ READY_LINES = {
 }
 POSTGRESQL_LOGS = "/var/log/lakehouse-postgresql/postgresql-*.json"
 ARTIFACT_ROOT = "/usr/local/lib/lakehouse"  # roles/delivery/defaults/main.yml: delivery_artifact_root
+SCRATCH = "/var/lib/lakehouse-benchmark"  # on the host, removed after; not its /tmp, a tmpfs docker cp cannot write to
 # journal MESSAGE_IDs of systemd's "Starting <unit>" and "Started <unit>" (a unit without a
 # start-up step logs only the second).
 SYSTEMD_STARTING, SYSTEMD_STARTED = "7d4958e842da4a758f6c1cdc7b36dcc5", "39f53479d3a045ac8e11786248231fbf"
@@ -122,14 +123,14 @@ def unpack_seconds(host: str, archives: list[Path]) -> dict[str, float]:
     """Time to unpack each archive on the host itself (copied there first, untimed)."""
     seconds = {}
     for archive in archives:
-        docker_exec(host, "rm -rf /var/tmp/lakehouse-benchmark && mkdir -p /var/tmp/lakehouse-benchmark/out")
-        run("docker", "cp", str(archive), f"{host}:/var/tmp/lakehouse-benchmark/{archive.name}")
-        extract = "unzip -q" if archive.suffix in (".zip", ".whl") else "tar -C /var/tmp/lakehouse-benchmark/out -xf"
-        into = " -d /var/tmp/lakehouse-benchmark/out" if archive.suffix in (".zip", ".whl") else ""
+        docker_exec(host, f"rm -rf {SCRATCH} && mkdir -p {SCRATCH}/out")
+        run("docker", "cp", str(archive), f"{host}:{SCRATCH}/{archive.name}")
+        extract = "unzip -q" if archive.suffix in (".zip", ".whl") else f"tar -C {SCRATCH}/out -xf"
+        into = f" -d {SCRATCH}/out" if archive.suffix in (".zip", ".whl") else ""
         out = docker_exec(
             host,
-            f"s=$(date +%s.%N); {extract} /var/tmp/lakehouse-benchmark/{archive.name}{into}; e=$(date +%s.%N);"
-            " rm -rf /var/tmp/lakehouse-benchmark; echo $s $e",
+            f"s=$(date +%s.%N); {extract} {SCRATCH}/{archive.name}{into}; e=$(date +%s.%N);"
+            f" rm -rf {SCRATCH}; echo $s $e",
         )
         start, end = map(float, out.split()[-2:])
         seconds[archive.name] = end - start
