@@ -30,6 +30,7 @@ import pyarrow as pa
 import urllib3
 from minio import Minio
 from minio.error import S3Error
+from pyiceberg.table import Table
 from trino.dbapi import Connection
 
 from lakehouse_cli import LakehouseError, clients, monitoring, orchestrator, probe
@@ -514,9 +515,10 @@ def _same_rows(direction: str, endpoint: str, expected: list[tuple], seen: list[
     return Outcome(endpoint, False, f"{direction}: wrote {expected}, read {seen}")
 
 
-@check("query", "Iceberg round trip")
-def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
-    """pyiceberg writes a table, Trino reads it and adds a row, pyiceberg reads that back; then it is removed."""
+@contextlib.contextmanager
+def scratch_table(contract: Contract, ctx: VerifyContext, schema: pa.Schema) -> Iterator[tuple[str, Table]]:
+    """A new Iceberg table in the verify namespace of the query contract's catalog, made through
+    pyiceberg, with every CA the two need trusted; dropped with every object it wrote afterwards."""
     catalog = _catalog_of(contract, ctx)
     storage = catalog.require("object_storage")
     s3 = _minio(
@@ -526,36 +528,44 @@ def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outco
         ctx.user(catalog, catalog.require("object_storage.credentials")),
         ctx.secret(catalog, catalog.require("object_storage.credentials.secret_ref")),
     )
-    name = f"{VERIFY_NAMESPACE}.rt_{secrets.token_hex(6)}"
+    name = f"{VERIFY_NAMESPACE}.t_{secrets.token_hex(6)}"
     with (
         clients.ca_bundle_env([contract.ca, catalog.ca]),
         clients.iceberg_catalog(catalog, lambda ref: ctx.secret(catalog, ref)) as iceberg,
     ):
         iceberg.create_namespace_if_not_exists(VERIFY_NAMESPACE)
-        table = iceberg.create_table(name, schema=ROUND_TRIP_SCHEMA)
+        table = iceberg.create_table(name, schema=schema)
 
         def remove() -> None:
             iceberg.drop_table(name)
             _remove_everything(s3, table.location())
 
         try:
-            now = datetime.datetime.now()
-            ids, names = zip(*WRITTEN, strict=True)
-            table.append(pa.table([ids, names, [now] * len(ids)], schema=ROUND_TRIP_SCHEMA))
-            # The table name is made here, not taken from input: formatting it into SQL is safe.
-            with _trino(contract, ctx, catalog=contract.require("catalog")) as trino:
-                seen = clients.trino_rows(trino, f"SELECT id, name FROM {name} ORDER BY id")  # noqa: S608
-                first = _same_rows("pyiceberg → trino", contract.url, WRITTEN, seen)
-                insert = f"INSERT INTO {name} VALUES ({INSERTED[0]}, '{INSERTED[1]}', localtimestamp)"  # noqa: S608
-                clients.trino_rows(trino, insert)
-            rows = table.refresh().scan().to_arrow().sort_by("id")
-            back = list(zip(rows["id"].to_pylist(), rows["name"].to_pylist(), strict=True))
-            second = _same_rows("trino → pyiceberg", catalog.url, [*WRITTEN, INSERTED], back)
-        except Exception:
+            yield name, table
+        except BaseException:
             with contextlib.suppress(Exception):  # the first failure is the one to report
                 remove()
             raise
         remove()
+
+
+@check("query", "Iceberg round trip")
+def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
+    """pyiceberg writes a table, Trino reads it and adds a row, pyiceberg reads that back; then it is removed."""
+    catalog = _catalog_of(contract, ctx)
+    with scratch_table(contract, ctx, ROUND_TRIP_SCHEMA) as (name, table):
+        now = datetime.datetime.now()
+        ids, names = zip(*WRITTEN, strict=True)
+        table.append(pa.table([ids, names, [now] * len(ids)], schema=ROUND_TRIP_SCHEMA))
+        # The table name is made here, not taken from input: formatting it into SQL is safe.
+        with _trino(contract, ctx, catalog=contract.require("catalog")) as trino:
+            seen = clients.trino_rows(trino, f"SELECT id, name FROM {name} ORDER BY id")  # noqa: S608
+            first = _same_rows("pyiceberg → trino", contract.url, WRITTEN, seen)
+            insert = f"INSERT INTO {name} VALUES ({INSERTED[0]}, '{INSERTED[1]}', localtimestamp)"  # noqa: S608
+            clients.trino_rows(trino, insert)
+        rows = table.refresh().scan().to_arrow().sort_by("id")
+        back = list(zip(rows["id"].to_pylist(), rows["name"].to_pylist(), strict=True))
+        second = _same_rows("trino → pyiceberg", catalog.url, [*WRITTEN, INSERTED], back)
     yield from (first, second)
 
 

@@ -18,6 +18,7 @@ description:
     and read back while they are unchanged, so a converge with nothing to do does not re-hash hundreds of
     megabytes.
 author: Lakehouse bootstrap maintainers
+extends_documentation_fragment: [lakehouse_probes]
 options:
   packages:
     description: Debian package names that must be installed.
@@ -49,19 +50,6 @@ options:
     type: list
     elements: str
     default: []
-  probes:
-    description: Readiness probes, each tried once.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name: {description: What the probe is for (reported back)., type: str, required: true}
-      url: {description: An https or http URL that must answer 200., type: str}
-      match: {description: Regular expression the URL's body must match., type: str, default: ""}
-      ca_path: {description: CA bundle the URL's certificate must chain to., type: path}
-      host: {description: Host of a TCP probe., type: str}
-      port: {description: Port of a TCP probe., type: int}
-      command: {description: Command that must exit 0., type: list, elements: str}
 attributes:
   check_mode:
     support: full
@@ -119,16 +107,10 @@ probes_failed:
 
 import os
 import pwd
-import re
-import socket
-import ssl
-import subprocess
-import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lakehouse_files import sha256_recorded
-
-PROBE_TIMEOUT = 5  # seconds per probe, tried once: the engine's bounded wait retries
+from ansible.module_utils.lakehouse_probe import PROBE_OPTIONS, probe_answers
 
 
 def packages_missing(module: AnsibleModule, names: list[str]) -> list[str]:
@@ -173,23 +155,6 @@ def unit_states(module: AnsibleModule, units: list[str]) -> dict[str, dict]:
     return states
 
 
-def probe_answers(probe: dict) -> bool:
-    try:
-        if probe["url"]:
-            context = ssl.create_default_context(cafile=probe["ca_path"]) if probe["url"].startswith("https") else None
-            with urllib.request.urlopen(probe["url"], timeout=PROBE_TIMEOUT, context=context) as response:  # noqa: S310
-                body = response.read(1 << 20).decode(errors="replace")
-                return response.status == 200 and re.search(probe["match"], body) is not None
-        if probe["port"]:
-            with socket.create_connection((probe["host"], probe["port"]), timeout=PROBE_TIMEOUT):
-                return True
-        if probe["command"]:
-            return subprocess.run(probe["command"], capture_output=True, timeout=PROBE_TIMEOUT * 2).returncode == 0
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return False
-    return False
-
-
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -210,20 +175,7 @@ def main():
             },
             "paths": {"type": "list", "elements": "str", "default": []},
             "units": {"type": "list", "elements": "str", "default": []},
-            "probes": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "name": {"type": "str", "required": True},
-                    "url": {"type": "str"},
-                    "match": {"type": "str", "default": ""},
-                    "ca_path": {"type": "path"},
-                    "host": {"type": "str"},
-                    "port": {"type": "int"},
-                    "command": {"type": "list", "elements": "str"},
-                },
-            },
+            "probes": {"type": "list", "elements": "dict", "default": [], "options": PROBE_OPTIONS},
         },
         supports_check_mode=True,
     )

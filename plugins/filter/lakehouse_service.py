@@ -20,8 +20,9 @@ path}), never by a bare host path; `args`, `env`, its own `files`, `pre_start` c
 as data ({name, port, tls, exposed, metrics_path}), `health` ({readiness, liveness} probes: an
 HTTP GET of a `path` on a port, a TCP connection to a port without one, or a command), `stop`
 ({command, timeout}), `reload` ({signal}: a change of config files alone reloads the process
-rather than restarting it), `replicas`, `placement` ({groups}), `volumes` ({name, path, size,
-storage_class}), `resources`.
+rather than restarting it), `rolling` (on metal, a change restarts it on one host at a time, each
+ready again before the next stops; a cluster's StatefulSet rolls its pods so anyway), `replicas`,
+`placement` ({groups}), `volumes` ({name, path, size, storage_class}), `resources`.
 
 On Kubernetes each component runs in pods of its own, unless the service is `one_pod`: then
 every component is a container of one pod named after the service (the component of that name
@@ -106,6 +107,7 @@ COMPONENT = {
     "health": REQUIRED,
     "stop": {},
     "reload": {},
+    "rolling": False,
     "replicas": 1,
     "placement": {},
     "volumes": [],
@@ -263,6 +265,7 @@ def _component(service: dict, given) -> dict:
     component["reload"] = _fill("reload", where, component["reload"], RELOAD)
     if (signal := component["reload"]["signal"]) not in (None, *SIGNALS):
         raise AnsibleFilterError(f"{where}: reload signal {signal} is not one of {', '.join(SIGNALS)}")
+    component["rolling"] = _bool(component["rolling"])
     component["placement"] = _fill("placement", where, component["placement"], PLACEMENT)
     component["volumes"] = [_fill("volume", where, v, VOLUME) for v in component["volumes"]]
     component["files"] = _files(where, component["files"])

@@ -1,4 +1,5 @@
-"""library/lakehouse_service_state.py: one read of what a host already has of a service."""
+"""library/lakehouse_service_state.py (one read of what a host already has of a service) and
+library/lakehouse_unit_restart.py (a restart that returns once the host is ready again)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,15 @@ def test_it_never_changes_anything(run_module, tmp_path: Path):
     before = sorted(tmp_path.iterdir())
     assert run_module(MODULE, {"paths": [str(tmp_path)]})["changed"] is False
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_restart_in_check_mode_is_reported_and_not_made(run_module):
+    result = run_module("lakehouse_unit_restart", {"units": ["lakehouse-no-such.service"]}, check_mode=True)
+    assert result["changed"] is True
+    assert run_module("lakehouse_unit_restart", {"units": []})["changed"] is False
+
+
+def test_a_restart_that_systemd_refuses_fails_with_its_reason(run_module):
+    with pytest.raises(Exception) as failed:
+        run_module("lakehouse_unit_restart", {"units": ["lakehouse-no-such-unit.service"]})
+    assert "systemctl restart lakehouse-no-such-unit.service failed" in failed.value.result["msg"]

@@ -1,16 +1,19 @@
-"""The query path across four hosts that know each other only by name, checked as its users would.
+"""The query path across five hosts that know each other only by name, checked as its users would.
 
 store-1 runs the object storage and the catalog database (with its metrics exporter), catalog-1
-the Iceberg REST catalog, coordinator-1 and worker-1 the Trino cluster, and coordinator-1 also
-Prometheus, which scrapes every one of them; every host runs the node exporter. Controller-side
-checks use only the published contracts and the secret store; the `lakehouse verify` checks run
-as the command runs them.
+the Iceberg REST catalog, coordinator-1, worker-1 and worker-2 the Trino cluster, and
+coordinator-1 also Prometheus, which scrapes every one of them; every host runs the node exporter.
+Controller-side checks use only the published contracts and the secret store; the `lakehouse
+verify` checks run as the command runs them. A change of the workers' settings restarts them one at
+a time under a query loop that must see no failure.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +22,7 @@ from trino.auth import BasicAuthentication
 from trino.dbapi import connect
 
 sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
-from lakehouse_cli import checks, contracts  # noqa: E402
+from lakehouse_cli import checks, contracts, load  # noqa: E402
 from lakehouse_cli.contracts import resolve_secret  # noqa: E402
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -27,6 +30,8 @@ SECRETS = EPHEMERAL / "secrets"
 STATE = EPHEMERAL / "state"
 DOMAIN = "molecule.lakehouse.test"
 STORE, CATALOG, COORDINATOR, WORKER = (f"{name}-1.{DOMAIN}" for name in ("store", "catalog", "coordinator", "worker"))
+WORKER_2 = f"worker-2.{DOMAIN}"
+WORKERS = (WORKER, WORKER_2)
 UNITS = (
     "lakehouse-minio", "lakehouse-postgresql", "lakehouse-postgresql-exporter", "lakehouse-nessie",
     "lakehouse-nessie-front", "lakehouse-trino", "lakehouse-trino-worker", "lakehouse-prometheus",
@@ -37,6 +42,7 @@ RUNS = {
     CATALOG: {"lakehouse-nessie", "lakehouse-nessie-front", "lakehouse-node-exporter"},
     COORDINATOR: {"lakehouse-trino", "lakehouse-prometheus", "lakehouse-node-exporter"},
     WORKER: {"lakehouse-trino-worker", "lakehouse-node-exporter"},
+    WORKER_2: {"lakehouse-trino-worker", "lakehouse-node-exporter"},
 }
 # Checks that must be among those `lakehouse verify` runs here, one per layer boundary at least.
 EXPECTED_CHECKS = {
@@ -72,8 +78,8 @@ def test_every_layer_published_its_contract_on_its_own_host():
         (CATALOG, "catalog"),
         (COORDINATOR, "query"),
         (COORDINATOR, "observability"),
-        (WORKER, "query_worker"),
-        *((name, "host") for name in (STORE, CATALOG, COORDINATOR, WORKER)),
+        *((name, "query_worker") for name in WORKERS),
+        *((name, "host") for name in RUNS),
     }
 
 
@@ -95,8 +101,8 @@ def test_the_worker_registered_with_the_coordinator(query, monkeypatch):
         cursor = connection.cursor()
         cursor.execute("SELECT node_id, coordinator, state FROM system.runtime.nodes")
         nodes = sorted(tuple(row) for row in cursor.fetchall())
-    assert nodes == sorted([(node_id(COORDINATOR), True, "active"), (node_id(WORKER), False, "active")])
-    assert query["workers"] == [WORKER]
+    assert nodes == sorted([(node_id(COORDINATOR), True, "active"), *((node_id(w), False, "active") for w in WORKERS)])
+    assert query["workers"] == list(WORKERS)
 
 
 def test_lakehouse_verify_passes_across_the_hosts():
@@ -108,9 +114,9 @@ def test_lakehouse_verify_passes_across_the_hosts():
     assert not missing, f"checks not run: {missing}\n{report}"
     assert all(r.ok for r in results), report
     scraped = {r.endpoint for r in results if r.check.startswith("observability every")}
-    # Every service and host across the four hosts, the worker on its own host among them.
-    assert f"https://{WORKER}:8443/metrics" in scraped and f"https://{STORE}:9187/metrics" in scraped, report
-    assert len(scraped) == 10, report  # MinIO, PostgreSQL, Nessie, 2 Trino nodes, Prometheus, 4 hosts
+    # Every service and host across the five hosts, the workers on their own hosts among them.
+    assert f"https://{WORKER_2}:8443/metrics" in scraped and f"https://{STORE}:9187/metrics" in scraped, report
+    assert len(scraped) == 12, report  # MinIO, PostgreSQL, Nessie, 3 Trino nodes, Prometheus, 5 hosts
     round_trip = [r.endpoint for r in results if r.check == "query Iceberg round trip"]
     # pyiceberg -> Trino on the coordinator, then Trino -> pyiceberg through the catalog host.
     assert [urlsplit(url).hostname for url in round_trip] == [COORDINATOR, CATALOG], report
@@ -131,7 +137,7 @@ def test_each_host_runs_only_its_own_services(host):
 
 def test_trino_nodes_reach_each_other_by_name(host):
     name = host.backend.get_hostname()
-    if name not in (COORDINATOR, WORKER):
+    if name not in (COORDINATOR, *WORKERS):
         pytest.skip("no Trino node")
     node = host.file("/etc/lakehouse-trino/node.properties").content_string.splitlines()
     assert f"node.internal-address={name}" in node
@@ -151,6 +157,40 @@ def test_rendered_config_names_hosts_not_addresses(host):
     # Loopback names no host (a server behind its front on the same host), as tests/test_principles.py allows.
     found = [line for line in rendered.stdout.splitlines() if not line.endswith(":127.0.0.1")]
     assert found == [], f"IP literal in rendered config: {found}"
+
+
+def worker_restarts(name: str) -> tuple[int, int]:
+    """When a host's Trino worker last began to stop and last became active, in microseconds of the
+    kernel's monotonic clock, which the test hosts (containers) share with the controller."""
+    shown = subprocess.run(
+        ["docker", "exec", name, "systemctl", "show", "-p", "ActiveExitTimestampMonotonic",
+         "-p", "ActiveEnterTimestampMonotonic", "lakehouse-trino-worker.service"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    times = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    return int(times["ActiveExitTimestampMonotonic"]), int(times["ActiveEnterTimestampMonotonic"])
+
+
+def test_workers_restart_one_at_a_time_under_a_query_loop():
+    # A setting that only the workers read changes: the converge restarts one worker, waits until
+    # it is ready, then the other, while the coordinator answers a query loop throughout.
+    found = contracts.find_contracts(STATE)
+    [query] = [c for c in found if c.service == "query"]
+    began = time.monotonic() * 1e6
+    with load.QueryLoop(query, checks.VerifyContext(contracts=found)) as loop:
+        converge = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"),
+             "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+             str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks" / "query.yml"),
+             "-e", "trino_shutdown_grace_seconds=11"],
+            capture_output=True, text=True, timeout=1200, check=False,
+        )  # fmt: skip
+    print(f"rolling restart of {len(WORKERS)} workers: {loop.summary()}")
+    assert converge.returncode == 0, converge.stdout[-4000:] + converge.stderr[-2000:]
+    assert loop.failed == 0 and loop.answered >= 10, loop.summary()
+    assert loop.fewest_active_workers >= 1, loop.summary()
+    (first_stop, first_start), (second_stop, second_start) = sorted(worker_restarts(w) for w in WORKERS)
+    assert began < first_stop < first_start < second_stop < second_start, "the workers did not restart one at a time"
 
 
 def test_the_worker_drains_on_stop(host):
