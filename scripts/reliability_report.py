@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the lakehouse's metal hosts survive, measured on the hosts of an inventory that are containers.
 
-    .venv/bin/python scripts/reliability_report.py [-i INVENTORY] [--kill [UNIT ...]] [--reboot]
+    .venv/bin/python scripts/reliability_report.py [-i INVENTORY] [--kill [UNIT ...]] [--reboot] [--rolling]
 
 1. the exposure of every lakehouse unit (`systemd-analyze security`: 0 is best, 10 worst; the
    lakehouse aims at 2.0 or less), one row per unit and host;
@@ -10,7 +10,12 @@
    again (each contract's readiness probe, as `lakehouse verify` reads it, and every metrics
    endpoint answering). Units are killed one at a time, each after the host is ready again;
 3. with --reboot: each host restarted (its container: systemd boots it again), then the seconds
-   until every endpoint it publishes is ready, and the order in which its units became active.
+   until every endpoint it publishes is ready, and the order in which its units became active;
+4. with --rolling: the query layer converged twice (playbooks/query.yml) under a query loop
+   (lakehouse_cli/load.py), first with a setting only Trino's workers read changed
+   (trino_shutdown_grace_seconds), then as the inventory says: each converge restarts the
+   workers one host at a time. Per converge, its seconds, the queries answered and failed, and
+   the fewest workers the coordinator listed as active at any moment.
 
 The TLS refusals (old protocols, plain HTTP, clients without the lakehouse CA, wrong credentials)
 are rows of `lakehouse verify`. Every wait is bounded (READY_SECONDS); exits non-zero when an
@@ -29,8 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lakehouse_cli import contracts, monitoring, probe  # noqa: E402
+from lakehouse_cli import checks, contracts, load, monitoring, probe  # noqa: E402
 from lakehouse_cli.cli import Session  # noqa: E402
+from lakehouse_cli.playbook import run_or_raise  # noqa: E402
 from lakehouse_cli.table import render  # noqa: E402
 
 MAX_EXPOSURE = 2.0
@@ -118,11 +124,32 @@ def reboot(host: str, published: list[contracts.Contract]) -> tuple[float | None
     return None, f"not ready within {READY_SECONDS} s"
 
 
+def rolling(session: Session, found: list[contracts.Contract]) -> bool:
+    """Two converges of the query layer under a query loop; a row each. True when no query failed."""
+    [query] = [contract for contract in found if contract.service == "query"]
+    rows, ok = [], True
+    for change in ("trino_shutdown_grace_seconds=11", None):
+        invocation = session.invocation("playbooks/query.yml", (change,) if change else ())
+        start = time.monotonic()
+        with load.QueryLoop(query, checks.VerifyContext(contracts=found)) as loop:
+            run_or_raise(invocation, session.progress())
+        seconds = time.monotonic() - start
+        ok &= loop.failed == 0
+        rows.append((change or "as the inventory says", f"{seconds:.1f} s", loop.answered, loop.failed,
+                     loop.fewest_active_workers))  # fmt: skip
+        if loop.failures:
+            print(f"first failure: {loop.failures[0]}")
+    print()
+    print(render(("workers restarted after", "converge", "queries answered", "failed", "fewest active workers"), rows))
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-i", "--inventory", default="inventories/sandbox")
     parser.add_argument("--kill", nargs="*", metavar="UNIT", help="units to kill -9 (none named: every one)")
     parser.add_argument("--reboot", action="store_true", help="restart each host and time it until ready")
+    parser.add_argument("--rolling", action="store_true", help="restart the Trino workers under a query loop")
     args = parser.parse_args()
     session = Session(argparse.Namespace(inventory=args.inventory, limit=None, extra_vars=[], verbose=0), sys.stdout)
     hosts = session.inventory.containers
@@ -131,7 +158,8 @@ def main() -> None:
     ok = exposure_table(hosts)
     found = session.contracts()
     published = {host: [contract for contract in found if contract.host == host] for host in hosts}
-    if (args.kill is not None or args.reboot) and not all(host_ready(published[host]) for host in hosts):
+    failures = args.kill is not None or args.reboot or args.rolling
+    if failures and not all(host_ready(published[host]) for host in hosts):
         sys.exit("report: a host is not ready before the first failure; run: lakehouse up")
     if args.kill is not None:
         rows = []
@@ -150,6 +178,8 @@ def main() -> None:
             rows.append((host, f"{seconds:.1f} s" if seconds is not None else "-", order))
         print()
         print(render(("host restarted", "every endpoint ready after", "units active, in order"), rows))
+    if args.rolling:
+        ok &= rolling(session, found)
     sys.exit(0 if ok else 1)
 
 

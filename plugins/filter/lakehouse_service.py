@@ -4,6 +4,7 @@ A service role describes its service as data (roles/<role>/vars/main.yml, `<role
 
     name, description, user, home, config_dir, server_name     required
     provides (its contract's layer), consumes [layers]           who may connect to whom
+    start_after [{name, host, port}]                             metal: what must accept connections first
     artifacts [{name, dest}], runtime (java), ca_file           what is installed, where
     packages, package_config, conflicting_units                  Debian packages (metal) / image base
     files [{path, content, secret}]                               config files shared by every component
@@ -30,6 +31,11 @@ first), as they share one host on metal, so they reach each other on loopback (a
 listen only locally, behind a proxy in front of it). `kubernetes_rules` (RBAC rules) give the
 service's pods an account of their own with those rights, and the pods they start an account
 with none (an orchestrator starts its jobs' pods).
+
+`start_after` names the endpoints (by DNS name and port) that must accept a TCP connection before
+the service starts on a metal host: its units wait for them, bounded, before each start, so
+hosts that come back in any order start their services in dependency order. On Kubernetes the
+kubelet's back-off restarts a pod until what it needs is there.
 
 A job is a one-off program run `before` the first start (initdb; guarded by `creates` on metal,
 an init container on Kubernetes) or `after` the service is ready (schema creation; a Job).
@@ -74,6 +80,7 @@ SERVICE = {
     "server_name": REQUIRED,
     "provides": REQUIRED,
     "consumes": [],
+    "start_after": [],
     "artifacts": [],
     "runtime": None,
     "ca_file": None,
@@ -124,6 +131,7 @@ PLACEMENT = {"groups": [], "not_with": []}
 VOLUME = {"name": REQUIRED, "path": REQUIRED, "size": "10Gi", "storage_class": ""}
 JOB = {"name": REQUIRED, "program": REQUIRED, "args": [], "env": {}, "when": "before", "creates": None}
 FILE = {"path": REQUIRED, "content": REQUIRED, "secret": False}
+NEEDED = {"name": REQUIRED, "host": REQUIRED, "port": REQUIRED}
 ARTIFACT = {"name": REQUIRED, "dest": REQUIRED}
 PROGRAM = {"artifact": None, "package": None, "path": None}
 RULE = {"api_groups": [""], "resources": REQUIRED, "verbs": REQUIRED}
@@ -295,6 +303,9 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
     _name(where, service["name"])
     service["artifacts"] = [_fill("artifact", where, a, ARTIFACT) for a in service["artifacts"]]
     service["files"] = _files(where, service["files"])
+    service["start_after"] = [_fill("start_after", where, n, NEEDED) for n in service["start_after"]]
+    for needed in service["start_after"]:
+        needed["port"] = _port_number(f"{where} start_after {needed['name']}", needed["port"])
     service["image"] = service["image"] or service["name"]
     service["_env"], service["_pre_start"] = {}, []
     service["java"] = service["runtime"] == "java"

@@ -4,8 +4,9 @@ Without it, every module call is a new connection (for a container host, a `dock
 new Python interpreter on the host that unpacks and imports the module again: about 290 ms a call
 on a sandbox host, against 80 ms with it. Mitogen (a pinned requirement) keeps one interpreter per
 host for the run and sends each module to it; plays, results, check mode and `--diff` are
-Ansible's own. Asynchronous tasks of collection modules can hang under it (Molecule's Docker
-driver keeps the linear strategy for that reason); the project's playbooks have none.
+Ansible's own. The module imports of asynchronous tasks can hang under it (Molecule's Docker
+driver creates and removes its hosts with them), so a play with an asynchronous task runs with
+the plain linear strategy; the project's own playbooks have none.
 
 `ANSIBLE_STRATEGY=linear` runs without it.
 """
@@ -20,4 +21,26 @@ description:
     and local connections to Mitogen's, one persistent interpreter per host.
 """
 
-from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule  # noqa: F401
+from ansible.playbook.block import Block
+from ansible_mitogen.plugins.strategy.mitogen_linear import Base
+from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule as MitogenLinear
+
+
+def _tasks(blocks):
+    for item in blocks:
+        if isinstance(item, Block):
+            yield from _tasks(item.block + item.rescue + item.always)
+        else:
+            yield item
+
+
+def has_async_task(play) -> bool:
+    """Whether a task of the play (as written, before any include runs) is asynchronous."""
+    return any(task.async_val for task in _tasks(play.compile()))
+
+
+class StrategyModule(MitogenLinear):
+    def run(self, iterator, play_context, result=0):
+        if has_async_task(iterator._play):
+            return Base.run(self, iterator, play_context)
+        return super().run(iterator, play_context, result)

@@ -424,3 +424,24 @@ def test_flux_state_says_what_a_release_of_the_tree_waits_for(releases, state):
     said = filter_plugin.flux_state(releases, {"replicas": 2})
     assert said.startswith(state) or state in said
     assert filter_plugin.flux_ready(releases, {"replicas": 2}) == (state == "ready")
+
+
+def test_a_play_with_an_asynchronous_task_is_told_apart():
+    # Such a play runs with the plain linear strategy: its module imports can hang under Mitogen.
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.playbook.play import Play
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.vars.manager import VariableManager
+
+    init_plugin_loader()
+    strategy = load_source("plugins/strategy/lakehouse_linear.py")
+    loader = DataLoader()
+
+    def play(tasks: list) -> Play:
+        data = {"hosts": "localhost", "gather_facts": False, "tasks": tasks}
+        return Play.load(data, loader=loader, variable_manager=VariableManager(loader=loader))
+
+    command = {"ansible.builtin.command": "true"}
+    assert strategy.has_async_task(play([{**command, "async": 60, "poll": 0}]))
+    assert strategy.has_async_task(play([{"block": [command], "rescue": [{**command, "async": 5}]}]))
+    assert not strategy.has_async_task(play([command, {"block": [command]}]))

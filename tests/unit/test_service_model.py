@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import base64
 import copy
+import socket
+import subprocess
+import sys
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from conftest import REPO
 from service_examples import IMAGE, PLATFORM, UID, minio, model, orchestrator, trino
 
 
@@ -203,3 +207,27 @@ def test_a_one_pod_service_places_every_component_in_the_pod_named_after_it():
     (pod,) = model.helm_values(service, service["components"], IMAGE, "cluster.local", UID)["components"]
     assert pod["name"] == "airflow" and [s["name"] for s in pod["sidecars"]] == ["api-server", "scheduler"]
     assert [i["name"] for i in pod["initContainers"]] == ["pre-start-0"]
+
+
+def test_start_after_names_endpoints_with_valid_ports():
+    needed = {"name": "catalog_db", "host": "db.lakehouse.test", "port": "5432"}
+    service = model.normalize({**minio(), "start_after": [needed]})
+    assert service["start_after"] == [{**needed, "port": 5432}]
+    assert model.normalize(minio())["start_after"] == []
+    with pytest.raises(AnsibleFilterError, match="start_after catalog_db"):
+        model.normalize({**minio(), "start_after": [{**needed, "port": 70000}]})
+
+
+def run_waiter(*argv: str) -> subprocess.CompletedProcess:
+    waiter = REPO / "roles" / "delivery" / "files" / "wait-for-endpoints"
+    return subprocess.run([sys.executable, str(waiter), *argv], capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_a_unit_waits_until_what_it_needs_accepts_connections():
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        assert run_waiter("5", f"catalog_db=localhost:{port}").returncode == 0
+    # Nothing listens there any more: the bounded wait gives up, naming what did not answer.
+    refused = run_waiter("1", f"catalog_db=localhost:{port}")
+    assert refused.returncode == 1
+    assert f"gave up after 1 s waiting for catalog_db at localhost:{port}" in refused.stderr

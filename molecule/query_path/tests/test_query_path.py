@@ -22,7 +22,7 @@ from trino.auth import BasicAuthentication
 from trino.dbapi import connect
 
 sys.path.insert(0, os.environ["MOLECULE_PROJECT_DIRECTORY"])
-from lakehouse_cli import checks, contracts, load  # noqa: E402
+from lakehouse_cli import checks, contracts, load, probe  # noqa: E402
 from lakehouse_cli.contracts import resolve_secret  # noqa: E402
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -56,6 +56,7 @@ EXPECTED_CHECKS = {
     "observability every published metrics endpoint scraped and up",
 }
 IPV4 = r"([0-9]{1,3}\.){3}[0-9]{1,3}"
+BOUND_SECONDS = 300  # every wait on a host's state below
 
 
 def node_id(inventory_hostname: str) -> str:
@@ -159,16 +160,23 @@ def test_rendered_config_names_hosts_not_addresses(host):
     assert found == [], f"IP literal in rendered config: {found}"
 
 
+def unit_show(name: str, unit: str, *properties: str) -> dict[str, str]:
+    """Properties of a unit on a test host (timestamps: the kernel's monotonic clock, which the
+    test hosts share with each other and with the controller)."""
+    argv = ["docker", "exec", name, "systemctl", "show", unit, *(f"--property={p}" for p in properties)]
+    shown = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+    return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+
+def docker(*argv: str) -> None:
+    subprocess.run(["docker", *argv], capture_output=True, text=True, timeout=180, check=True)
+
+
 def worker_restarts(name: str) -> tuple[int, int]:
-    """When a host's Trino worker last began to stop and last became active, in microseconds of the
-    kernel's monotonic clock, which the test hosts (containers) share with the controller."""
-    shown = subprocess.run(
-        ["docker", "exec", name, "systemctl", "show", "-p", "ActiveExitTimestampMonotonic",
-         "-p", "ActiveEnterTimestampMonotonic", "lakehouse-trino-worker.service"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    times = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
-    return int(times["ActiveExitTimestampMonotonic"]), int(times["ActiveEnterTimestampMonotonic"])
+    """When a host's Trino worker last began to stop and last became active (microseconds)."""
+    stop, start = "ActiveExitTimestampMonotonic", "ActiveEnterTimestampMonotonic"
+    times = unit_show(name, "lakehouse-trino-worker.service", stop, start)
+    return int(times[stop]), int(times[start])
 
 
 def test_workers_restart_one_at_a_time_under_a_query_loop():
@@ -191,6 +199,35 @@ def test_workers_restart_one_at_a_time_under_a_query_loop():
     assert loop.fewest_active_workers >= 1, loop.summary()
     (first_stop, first_start), (second_stop, second_start) = sorted(worker_restarts(w) for w in WORKERS)
     assert began < first_stop < first_start < second_stop < second_start, "the workers did not restart one at a time"
+
+
+def test_the_catalog_starts_after_its_database_whatever_order_the_hosts_boot_in():
+    # The database's host is down while the catalog's host boots: the catalog's units wait for the
+    # database instead of failing their start, and the catalog is ready once the database is back.
+    [catalog] = [c for c in contracts.find_contracts(STATE) if c.service == "catalog"]
+    nessie = "lakehouse-nessie.service"
+    docker("stop", "--time=60", STORE)
+    try:
+        docker("restart", "--time=60", CATALOG)
+        deadline = time.monotonic() + BOUND_SECONDS
+        while unit_show(CATALOG, nessie, "SubState")["SubState"] != "start-pre":
+            assert time.monotonic() < deadline, f"{nessie} never waited for its database"
+            time.sleep(1)
+    finally:
+        docker("start", STORE)
+    deadline = time.monotonic() + BOUND_SECONDS
+    while not probe.health(catalog)[0]:
+        assert time.monotonic() < deadline, f"the catalog was not ready {BOUND_SECONDS} s after its database's host"
+        time.sleep(1)
+    started = unit_show(CATALOG, nessie, "NRestarts", "ActiveEnterTimestampMonotonic")
+    database = unit_show(STORE, "lakehouse-postgresql.service", "ActiveEnterTimestampMonotonic")
+    assert started["NRestarts"] == "0", "the catalog failed a start instead of waiting"
+    assert int(started["ActiveEnterTimestampMonotonic"]) > int(database["ActiveEnterTimestampMonotonic"])
+    journal = subprocess.run(
+        ["docker", "exec", CATALOG, "journalctl", "-u", nessie, "-b", "--no-pager", "-o", "cat"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert f"waiting for catalog_db at {STORE}:5432" in journal, journal[-2000:]
 
 
 def test_the_worker_drains_on_stop(host):
