@@ -125,3 +125,15 @@ def test_a_restart_that_systemd_refuses_fails_with_its_reason(run_module):
     with pytest.raises(Exception) as failed:
         run_module("lakehouse_unit_restart", {"units": ["lakehouse-no-such-unit.service"]})
     assert "systemctl restart lakehouse-no-such-unit.service failed" in failed.value.result["msg"]
+
+
+def test_a_restart_is_refused_while_a_peer_does_not_answer(run_module):
+    # A closed port stands for the same component on another host whose restart failed.
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    peers = [{"name": "worker on worker-1", "host": "127.0.0.1", "port": port}]
+    with pytest.raises(Exception) as refused:
+        run_module("lakehouse_unit_restart", {"units": ["lakehouse-no-such-unit.service"], "peers": peers})
+    result = refused.value.result
+    assert result["refused"] is True and result["probes_failed"] == ["worker on worker-1"]
+    assert "not restarted while worker on worker-1 does not answer" in result["msg"]

@@ -185,26 +185,54 @@ def worker_restarts(name: str) -> tuple[int, int]:
     return int(times[stop]), int(times[start])
 
 
+def converge_query(*arguments: str) -> subprocess.CompletedProcess:
+    """The query layer's playbook on this scenario's inventory, as an operator runs it."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"),
+         "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+         str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks" / "query.yml"), *arguments],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+
+
+def query_loop() -> load.QueryLoop:
+    found = contracts.find_contracts(STATE)
+    [query] = [c for c in found if c.service == "query"]
+    return load.QueryLoop(query, checks.VerifyContext(contracts=found))
+
+
 def test_workers_restart_one_at_a_time_under_a_query_loop():
     # A setting that only the workers read changes: the converge restarts one worker, waits until
     # it is ready, then the other, while the coordinator answers a query loop throughout.
-    found = contracts.find_contracts(STATE)
-    [query] = [c for c in found if c.service == "query"]
     began = time.monotonic() * 1e6
-    with load.QueryLoop(query, checks.VerifyContext(contracts=found)) as loop:
-        converge = subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"),
-             "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
-             str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks" / "query.yml"),
-             "-e", "trino_shutdown_grace_seconds=11"],
-            capture_output=True, text=True, timeout=1200, check=False,
-        )  # fmt: skip
+    with query_loop() as loop:
+        converge = converge_query("-e", "trino_shutdown_grace_seconds=11")
     print(f"rolling restart of {len(WORKERS)} workers: {loop.summary()}")
     assert converge.returncode == 0, converge.stdout[-4000:] + converge.stderr[-2000:]
     assert loop.failed == 0 and loop.answered >= 10, loop.summary()
     assert loop.fewest_active_workers >= 1, loop.summary()
     (first_stop, first_start), (second_stop, second_start) = sorted(worker_restarts(w) for w in WORKERS)
     assert began < first_stop < first_start < second_stop < second_start, "the workers did not restart one at a time"
+
+
+def test_a_change_that_keeps_a_worker_from_starting_stops_the_roll():
+    # Passes the preflight, but Trino refuses a node environment with a capital letter: the first
+    # worker's restart fails and is put back, the second is not restarted, queries keep running.
+    unit, started = "lakehouse-trino-worker.service", "ActiveEnterTimestampMonotonic"
+    before = {worker: unit_show(worker, unit, started)[started] for worker in WORKERS}
+    with query_loop() as loop:
+        converge = converge_query("--limit", "query_workers", "-e", "trino_environment=Lakehouse")
+    print(f"a broken change on {len(WORKERS)} rolling workers: {loop.summary()}")
+    output = converge.stdout
+    assert converge.returncode != 0, output[-4000:]
+    assert "the previous files and links were put back" in output, output[-4000:]
+    assert "not restarted while worker on" in output, output[-4000:]
+    assert loop.failed == 0, loop.summary()
+    restarted = [worker for worker in WORKERS if unit_show(worker, unit, started)[started] != before[worker]]
+    assert len(restarted) == 1, f"restarted: {restarted}"
+    for worker in WORKERS:
+        assert "node.environment=lakehouse" in on_host(worker, "cat", "/etc/lakehouse-trino/node.properties")
+        assert on_host(worker, "systemctl", "is-active", unit).strip() == "active"
 
 
 def test_the_catalog_starts_after_its_database_whatever_order_the_hosts_boot_in():
