@@ -358,7 +358,13 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
         # A probe reaches a port of its own component, or of any in its pod (a server behind a
         # front is probed through it: the pod's and the host's network are the same).
         ports = pod_ports if service["one_pod"] else {p["name"]: p for p in component["ports"]}
-        component["health"] = _health(f"{where} component {component['name']}", component["health"], ports)
+        component_where = f"{where} component {component['name']}"
+        component["health"] = _health(component_where, component["health"], ports)
+        if component["rolling"] and not component["health"]["liveness"]["port"]:
+            # Each host asks the other hosts' instances whether they are live (peer_probes).
+            raise AnsibleFilterError(
+                f"{component_where}: a rolling component's liveness probe is a port, which other hosts can ask"
+            )
     service["kubernetes_rules"] = [_rule(where, r) for r in service["kubernetes_rules"]]
     jobs = []
     for given in service["jobs"]:
@@ -648,6 +654,27 @@ def state_probes(service: dict, components: list[dict], endpoint: dict, ca_path:
     return probes
 
 
+def peer_probes(hosts: list, hostvars, units: list, ca_path: str) -> list[dict]:
+    """The liveness probes of the rolling `units` on other hosts (`hosts`, each placed by
+    roles/delivery: its `__delivery` and `__delivery_components` in `hostvars`), as
+    library/lakehouse_unit_restart.py tries them before this host restarts: a roll stops at a host
+    whose restart failed."""
+    probes, units = [], set(units)
+    for host in hosts:
+        peer = hostvars[host]
+        for component in peer.get("__delivery_components") or []:
+            if component["unit"] not in units:
+                continue
+            live, name = component["health"]["liveness"], peer["__delivery"]["server_name"]
+            probe = {"name": f"{component['name']} on {host}"}
+            if live["path"]:
+                probe.update(url=f"{live['scheme']}://{name}:{live['number']}{live['path']}", ca_path=ca_path)
+            else:
+                probe.update(host=name, port=live["number"])
+            probes.append(probe)
+    return probes
+
+
 def image_content(
     service: dict, table: dict, fetched: dict, root: str, arch: str, builder: str, tools: list | None = None
 ) -> dict:
@@ -748,5 +775,6 @@ class FilterModule:
             "lakehouse_image_content": image_content,
             "lakehouse_readiness_waits": readiness_waits,
             "lakehouse_state_probes": state_probes,
+            "lakehouse_peer_probes": peer_probes,
             "lakehouse_host_tree": host_tree,
         }

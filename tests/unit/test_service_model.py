@@ -231,3 +231,35 @@ def test_a_unit_waits_until_what_it_needs_accepts_connections():
     refused = run_waiter("1", f"catalog_db=localhost:{port}")
     assert refused.returncode == 1
     assert f"gave up after 1 s waiting for catalog_db at localhost:{port}" in refused.stderr
+
+
+def test_a_rolling_host_asks_the_other_hosts_instances_by_their_liveness_probes():
+    descriptor = trino()
+    worker = descriptor["components"][1]
+    worker.update(rolling=True, health={**worker["health"], "liveness": {"port": "https", "path": "/v1/info"}})
+    groups = {"query_coordinator": ["c"], "query_workers": ["w1", "w2"]}
+
+    def placed_on(host):
+        service = model.normalize({**copy.deepcopy(descriptor), "server_name": f"{host}.example.internal"}, PLATFORM)
+        return {"__delivery": service, "__delivery_components": model.placed(service, host, groups)}
+
+    hostvars = {host: placed_on(host) for host in ("c", "w1", "w2")} | {"elsewhere": {}}
+    units = ["lakehouse-trino-worker.service"]
+    assert model.peer_probes(["c", "w2", "elsewhere"], hostvars, units, "/ca.crt") == [
+        {"name": "worker on w2", "url": "https://w2.example.internal:8443/v1/info", "ca_path": "/ca.crt"}
+    ]
+    # A TCP liveness probe (a port without a path) is asked as a connection.
+    worker["health"]["liveness"] = {"port": "https"}
+    hostvars["w2"] = placed_on("w2")
+    assert model.peer_probes(["w2"], hostvars, iter(units), "/ca.crt") == [
+        {"name": "worker on w2", "host": "w2.example.internal", "port": 8443}
+    ]
+    # Nothing rolls: no peer is asked.
+    assert model.peer_probes(["w2"], hostvars, [], "/ca.crt") == []
+
+
+def test_a_rolling_component_is_live_by_a_port_other_hosts_can_ask():
+    descriptor = trino()
+    descriptor["components"][1].update(rolling=True, health={"readiness": {"command": ["/bin/true"]}})
+    with pytest.raises(AnsibleFilterError, match="component worker: a rolling component's liveness probe is a port"):
+        model.normalize(descriptor, PLATFORM)
