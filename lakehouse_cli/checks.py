@@ -516,9 +516,10 @@ def _same_rows(direction: str, endpoint: str, expected: list[tuple], seen: list[
 
 
 @contextlib.contextmanager
-def scratch_table(contract: Contract, ctx: VerifyContext, schema: pa.Schema) -> Iterator[tuple[str, Table]]:
+def scratch_table(contract: Contract, ctx: VerifyContext, schema: pa.Schema) -> Iterator[tuple[str, Table, Contract]]:
     """A new Iceberg table in the verify namespace of the query contract's catalog, made through
-    pyiceberg, with every CA the two need trusted; dropped with every object it wrote afterwards."""
+    pyiceberg, with every CA the two need trusted; dropped with every object it wrote afterwards.
+    Yields its name, the table and the catalog's contract."""
     catalog = _catalog_of(contract, ctx)
     storage = catalog.require("object_storage")
     s3 = _minio(
@@ -541,7 +542,7 @@ def scratch_table(contract: Contract, ctx: VerifyContext, schema: pa.Schema) -> 
             _remove_everything(s3, table.location())
 
         try:
-            yield name, table
+            yield name, table, catalog
         except BaseException:
             with contextlib.suppress(Exception):  # the first failure is the one to report
                 remove()
@@ -552,8 +553,7 @@ def scratch_table(contract: Contract, ctx: VerifyContext, schema: pa.Schema) -> 
 @check("query", "Iceberg round trip")
 def iceberg_round_trip(contract: Contract, ctx: VerifyContext) -> Iterator[Outcome]:
     """pyiceberg writes a table, Trino reads it and adds a row, pyiceberg reads that back; then it is removed."""
-    catalog = _catalog_of(contract, ctx)
-    with scratch_table(contract, ctx, ROUND_TRIP_SCHEMA) as (name, table):
+    with scratch_table(contract, ctx, ROUND_TRIP_SCHEMA) as (name, table, catalog):
         now = datetime.datetime.now()
         ids, names = zip(*WRITTEN, strict=True)
         table.append(pa.table([ids, names, [now] * len(ids)], schema=ROUND_TRIP_SCHEMA))

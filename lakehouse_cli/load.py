@@ -42,7 +42,7 @@ class QueryLoop:
     _exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def __enter__(self) -> QueryLoop:
-        name, table = self._exits.enter_context(checks.scratch_table(self.query, self.ctx, SCHEMA))
+        name, table, _ = self._exits.enter_context(checks.scratch_table(self.query, self.ctx, SCHEMA))
         table.append(pa.table([pa.array(range(ROWS), pa.int64())], schema=SCHEMA))
         self._statement = f"SELECT count(*), sum(id) FROM {name}"  # noqa: S608 (a name made here)
         admin = self.query.require("credentials.admin")
