@@ -201,3 +201,16 @@ def test_the_lookup_lists_every_host_that_published_a_layer(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert json.dumps([hosts[:2], []]) in output, output
+
+
+def test_the_publishing_filter_hands_a_valid_contract_over_and_refuses_another_shape():
+    from ansible.errors import AnsibleFilterError
+    from conftest import load_source
+
+    checked_contract = load_source("plugins/filter/lakehouse_contract.py").checked_contract
+    assert checked_contract(VALID, "object_storage", "minio-1") is VALID
+    refused = (
+        r"object_storage contract of minio-1 does not match .*/object_storage\.schema\.json: bucket: is not a field"
+    )
+    with pytest.raises(AnsibleFilterError, match=refused):
+        checked_contract({**VALID, "bucket": ["x"]}, "object_storage", "minio-1")
