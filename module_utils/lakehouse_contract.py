@@ -2,7 +2,7 @@
 
 The schemas are roles/lakehouse/files/contracts/<layer>.schema.json (JSON Schema 2020-12), the
 common part in common.schema.json. The publishing role checks a contract before it is set as a
-fact or written (the lakehouse_contract_problem filter); the lakehouse_contract lookup and
+fact or written (the lakehouse_checked_contract filter); the lakehouse_contract lookup and
 lakehouse_cli check what they read. This module is their one implementation: it runs on the
 controller only and imports nothing from Ansible, so plugins and the CLI both load it.
 

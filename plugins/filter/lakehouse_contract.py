@@ -1,5 +1,5 @@
 """Filters for contracts (module_utils/lakehouse_contract.py): build their endpoints and credentials
-in the one shape every layer shares, and say what is wrong with one against its layer's schema."""
+in the one shape every layer shares, and hand one over for publishing only once it matches its layer's schema."""
 
 from __future__ import annotations
 
@@ -15,18 +15,12 @@ if REPO not in sys.path:
 from module_utils import lakehouse_contract  # noqa: E402
 
 
-def contract_problem(contract, layer) -> str:
-    """The first problem of `contract` as the `layer` contract, as "<field>: <reason>"; "" when it is valid."""
-    found = lakehouse_contract.problem(contract, str(layer))
-    return "" if found is None else str(found)
-
-
 def checked_contract(contract, layer, host):
     """`contract`, the `layer` contract of `host`, as it is once it matches its layer's schema;
     refused, naming the schema and the first problem, when it does not (so no consumer reads a
     contract of another shape)."""
-    found = contract_problem(contract, layer)
-    if found:
+    found = lakehouse_contract.problem(contract, str(layer))
+    if found is not None:
         schema = f"roles/lakehouse/files/contracts/{layer}.schema.json"
         raise AnsibleFilterError(f"The {layer} contract of {host} does not match {schema}: {found}")
     return contract
@@ -35,7 +29,6 @@ def checked_contract(contract, layer, host):
 class FilterModule:
     def filters(self):
         return {
-            "lakehouse_contract_problem": contract_problem,
             "lakehouse_checked_contract": checked_contract,
             # "https://minio.example:9000" | lakehouse_endpoint('s3') -> {name, url, scheme, host, port}
             "lakehouse_endpoint": lakehouse_contract.endpoint,
