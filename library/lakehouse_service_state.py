@@ -50,6 +50,13 @@ options:
     type: list
     elements: str
     default: []
+  unit_patterns:
+    description:
+      - Shell patterns of unit file names in C(/etc/systemd/system) whose matches are reported (the timers a
+        service has on the host, so that the engine removes those it no longer schedules).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -98,6 +105,11 @@ units_running:
   returned: always
   type: list
   elements: str
+unit_files:
+  description: The unit file names in C(/etc/systemd/system) that match O(unit_patterns), sorted.
+  returned: always
+  type: list
+  elements: str
 probes_failed:
   description: The names of the probes of O(probes) that did not answer as wanted.
   returned: always
@@ -105,6 +117,7 @@ probes_failed:
   elements: str
 """
 
+import fnmatch
 import os
 import pwd
 
@@ -155,6 +168,13 @@ def unit_states(module: AnsibleModule, units: list[str]) -> dict[str, dict]:
     return states
 
 
+def unit_files(patterns: list[str], directory: str = "/etc/systemd/system") -> list[str]:
+    if not patterns:
+        return []
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return sorted(name for name in names if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns))
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -175,6 +195,7 @@ def main():
             },
             "paths": {"type": "list", "elements": "str", "default": []},
             "units": {"type": "list", "elements": "str", "default": []},
+            "unit_patterns": {"type": "list", "elements": "str", "default": []},
             "probes": {"type": "list", "elements": "dict", "default": [], "options": PROBE_OPTIONS},
         },
         supports_check_mode=True,
@@ -194,6 +215,7 @@ def main():
         paths_missing=[path for path in p["paths"] if not os.path.lexists(path)],
         units=units,
         units_running=[unit for unit, state in units.items() if all(state.values())],
+        unit_files=unit_files(p["unit_patterns"]),
         probes_failed=[probe["name"] for probe in p["probes"] if not probe_answers(probe)],
     )
 

@@ -224,6 +224,43 @@ def _check_cron(origin, cron):
                 raise _problem(origin, "schedule", f"{cron!r}: field {field!r} is not a numeric cron field")
 
 
+_WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _calendar_field(origin, field: str, first: int, weekdays: bool = False) -> str:
+    """One cron field as systemd writes it: ranges a..b, repetition start/step, weekdays by name."""
+    parts = []
+    for part in field.split(","):
+        whole, start, _, end, _, step = _CRON_PART.match(part).groups()
+        if weekdays and step:
+            raise _problem(origin, "schedule", f"{field!r}: a step of weekdays has no calendar form")
+        name = (lambda n: _WEEKDAYS[int(n)]) if weekdays else str
+        if whole == "*":
+            text = f"{first}/{step}" if step else "*"
+        else:
+            text = name(start) + (f"..{name(end)}" if end is not None else "")
+            text += f"/{step}" if step else ""
+        parts.append(text)
+    return ",".join(parts)
+
+
+def on_calendar(schedule: str, origin: str = "schedule") -> str:
+    """A schedule (a preset or a 5-field cron, UTC, as a Kubernetes CronJob reads it) as the
+    OnCalendar expression of a systemd timer, so one variable schedules both deliveries.
+
+    Cron runs a job when either its day of month or its weekday matches; systemd when both do:
+    a schedule that restricts both is refused rather than run on other days."""
+    cron = PRESETS[schedule][0] if schedule in PRESETS else " ".join(str(schedule).split())
+    _check_cron(origin, cron)
+    minute, hour, day, month, weekday = cron.split()
+    if day != "*" and weekday != "*":
+        raise _problem(origin, "schedule", f"{schedule!r}: restrict the day of month or the weekday, not both")
+    date = f"*-{_calendar_field(origin, month, 1)}-{_calendar_field(origin, day, 1)}"
+    time = f"{_calendar_field(origin, hour, 0)}:{_calendar_field(origin, minute, 0)}:00"
+    days = "" if weekday == "*" else _calendar_field(origin, weekday, 0, weekdays=True) + " "
+    return f"{days}{date} {time} UTC"
+
+
 def _check_resources(origin, resources):
     if not isinstance(resources, Mapping):
         raise _problem(origin, "resources", "must be a mapping of requests and limits")

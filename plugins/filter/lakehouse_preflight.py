@@ -15,16 +15,17 @@ from ansible.errors import AnsibleFilterError
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if REPO not in sys.path:
     sys.path.append(REPO)
+from module_utils.lakehouse_jobs import JobSpecError, on_calendar  # noqa: E402
 from module_utils.lakehouse_names import is_dns_name, is_ip_literal, port_number  # noqa: E402
 
-CHECK_KEYS = {"names", "ports", "tls_files"}
+CHECK_KEYS = {"names", "ports", "tls_files", "schedules"}
 
 
 def input_problems(check: dict) -> list[str]:
     """The problems of one service's inputs. `check` holds, each by variable name:
-    `names` (a DNS name or a list of them: never an IP literal), `ports` (numbers from 1 to 65535)
-    and `tls_files` (user-supplied certificate and key paths: none or all set, each present on
-    the controller)."""
+    `names` (a DNS name or a list of them: never an IP literal), `ports` (numbers from 1 to 65535),
+    `tls_files` (user-supplied certificate and key paths: none or all set, each present on the
+    controller) and `schedules` (a cron or preset that both a systemd timer and a CronJob read)."""
     unknown = set(check) - CHECK_KEYS
     if unknown:
         raise AnsibleFilterError(
@@ -43,6 +44,11 @@ def input_problems(check: dict) -> list[str]:
     for variable, value in (check.get("ports") or {}).items():
         if port_number(value) is None:
             problems.append(f"{variable}: '{value}' is not a port number from 1 to 65535")
+    for variable, value in (check.get("schedules") or {}).items():
+        try:
+            on_calendar(value, variable)
+        except JobSpecError as error:
+            problems.append(str(error))
     files = check.get("tls_files") or {}
     given = {variable: path for variable, path in files.items() if path}
     if given and len(given) != len(files):

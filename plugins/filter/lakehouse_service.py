@@ -66,6 +66,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if REPO not in sys.path:
     sys.path.append(REPO)
 from module_utils.lakehouse_files import artifact_path  # noqa: E402
+from module_utils.lakehouse_jobs import JobSpecError, on_calendar  # noqa: E402
 from module_utils.lakehouse_names import port_number  # noqa: E402
 
 REQUIRED = object()
@@ -129,7 +130,17 @@ SIGNALS = ("HUP", "USR1", "USR2")
 PROTECT_PROC = ("invisible", "ptraceable", "noaccess", "default")
 PLACEMENT = {"groups": [], "not_with": []}
 VOLUME = {"name": REQUIRED, "path": REQUIRED, "size": "10Gi", "storage_class": ""}
-JOB = {"name": REQUIRED, "program": REQUIRED, "args": [], "env": {}, "when": "before", "creates": None}
+JOB = {
+    "name": REQUIRED,
+    "program": REQUIRED,
+    "args": [],
+    "env": {},
+    "when": "before",
+    "creates": None,
+    "schedule": None,
+    "files": [],
+}
+WHEN = ("before", "after", "scheduled")
 FILE = {"path": REQUIRED, "content": REQUIRED, "secret": False}
 NEEDED = {"name": REQUIRED, "host": REQUIRED, "port": REQUIRED}
 ARTIFACT = {"name": REQUIRED, "dest": REQUIRED}
@@ -248,6 +259,27 @@ def _files(where: str, given: list) -> list[dict]:
     return files
 
 
+def _scheduled(service: dict, job: dict, where: str) -> dict:
+    """What the engines run of a scheduled job: on a host a oneshot unit (read by the same unit
+    template as a component's) started by a timer; on a cluster a CronJob of the same schedule."""
+    try:
+        calendar = on_calendar(job["schedule"], where)
+    except JobSpecError as error:
+        raise AnsibleFilterError(str(error)) from None
+    unit = f"lakehouse-{job['workload']}"
+    return {
+        "schedule": " ".join(str(job["schedule"]).split()),
+        "on_calendar": calendar,
+        "unit": f"{unit}.service",
+        "timer": f"{unit}.timer",
+        "description": f"{service['description']}: {job['name']}",
+        "oneshot": True,
+        "pre_start": [],
+        "reload": dict(RELOAD),
+        "stop": dict(STOP),
+    }
+
+
 def _component(service: dict, given) -> dict:
     where = f"service {service['name']}"
     component = _fill("component", where, given, COMPONENT)
@@ -285,6 +317,7 @@ def _component(service: dict, given) -> dict:
     component["unit"] = f"lakehouse-{service['name']}{'' if main else '-' + component['name']}.service"
     component["workload"] = service["name"] if main else f"{service['name']}-{component['name']}"
     component["description"] = component["description"] or service["description"]
+    component["oneshot"] = False
     if runs_java:
         component["pre_start"] = list(service["_pre_start"]) + component["pre_start"]
         component["env"] = {**component["env"], **service["_env"]}
@@ -371,12 +404,20 @@ def normalize(descriptor: dict, platform: dict | None = None) -> dict:
         job = _fill("job", where, given, JOB)
         job_where = f"{where} job {_name(where, job['name'])}"
         job["executable"] = _program(job_where, job.pop("program"), service)
-        if job["when"] not in ("before", "after"):
-            raise AnsibleFilterError(f"{job_where}: `when` is before (the first start) or after (ready)")
+        if job["when"] not in WHEN:
+            raise AnsibleFilterError(f"{job_where}: `when` is before (the first start), after (ready) or scheduled")
         if job["when"] == "before" and not job["creates"]:
             raise AnsibleFilterError(f"{job_where}: a job run before the first start needs `creates`")
+        if (job["when"] == "scheduled") != bool(job["schedule"]):
+            raise AnsibleFilterError(f"{job_where}: a `schedule` (a cron or preset) is what makes a job scheduled")
+        job["files"] = _files(job_where, job["files"])
+        if job["files"] and job["when"] == "before":
+            raise AnsibleFilterError(f"{job_where}: a job run before the first start reads the service's files only")
         job["args"] = [str(a) for a in job["args"]]
         job["env"] = {**{str(k): str(v) for k, v in job["env"].items()}, **service["_env"]}
+        job["workload"] = f"{service['name']}-{job['name']}"
+        if job["when"] == "scheduled":
+            job.update(_scheduled(service, job, job_where))
         jobs.append(job)
     service["jobs"] = jobs
     del service["_env"], service["_pre_start"]
@@ -417,9 +458,14 @@ def _pods(components: list[dict]) -> list[list[dict]]:
     return [sorted(members, key=lambda c: c["workload"] != c["name"]) for members in pods.values()]
 
 
-def _job_owner(service: dict, job: dict) -> dict:
-    """What an after-start Job mounts: the service's files, under a name of its own."""
-    return {"workload": f"{service['name']}-{job['name']}", "files": []}
+def _cluster_jobs(service: dict) -> list[dict]:
+    """The jobs a cluster runs in pods of their own (an after-start Job, a CronJob)."""
+    return [j for j in service["jobs"] if j["when"] != "before"]
+
+
+def _job_owner(job: dict) -> dict:
+    """What a job's pod mounts: the service's files and its own, under a name of its own."""
+    return {"workload": job["workload"], "files": job["files"]}
 
 
 def config_key(path: str) -> str:
@@ -428,12 +474,12 @@ def config_key(path: str) -> str:
 
 
 def config_objects(service: dict, components: list[dict]) -> list[dict]:
-    """The config files of each component (and after-start Job) a cluster receives, as the data
+    """The config files of each component (and job pod) a cluster receives, as the data
     of a ConfigMap (public files) and a Secret (secret files, base64) named <workload>-config.
 
     A key cannot hold "/", so "__" stands for it; the chart maps each key back to its path.
     """
-    owners = _pods(components) + [[_job_owner(service, j)] for j in service["jobs"] if j["when"] == "after"]
+    owners = _pods(components) + [[_job_owner(j)] for j in _cluster_jobs(service)]
     objects = []
     for members in owners:
         files = _config_files(service, members)
@@ -553,15 +599,14 @@ def helm_values(
             }
         )
     jobs = []
-    for job in service["jobs"]:
-        if job["when"] != "after":
-            continue
-        owner = _job_owner(service, job)
-        config = _chart_config(service, [owner])
+    for job in _cluster_jobs(service):
+        config = _chart_config(service, [_job_owner(job)])
         jobs.append(
             {
                 "name": job["name"],
-                "workload": owner["workload"],
+                # A CronJob's schedule (UTC); none for a Job run once after the service is ready.
+                "schedule": job["schedule"],
+                "workload": job["workload"],
                 "command": [job["executable"], *job["args"]],
                 "env": job["env"],
                 "home": service["home"],
@@ -703,23 +748,38 @@ def image_content(
     return content
 
 
+def scheduled_jobs(service: dict) -> list[dict]:
+    """The jobs a metal host runs from a timer."""
+    return [j for j in service["jobs"] if j["when"] == "scheduled"]
+
+
 def host_tree(
-    service: dict, components: list[dict], table: dict, root: str, arch: str, units: list, platform_files: list
+    service: dict,
+    components: list[dict],
+    table: dict,
+    root: str,
+    arch: str,
+    units: list,
+    platform_files: list,
+    job_units: list = (),
 ) -> dict:
     """What the systemd engine lays out on a host for a service, as lakehouse_tree entries
     (library/lakehouse_tree.py): `directories`, public `files`, `secrets` and `links`, each file
     tagged with what a change of it means (`config`, `unit:<unit>`, `program`); and what
     library/lakehouse_service_state.py checks: the installed `artifacts` with their sha256, the
     `unpacked` archives' paths, and `artifact_paths` (artifact name -> installed path).
-    `units` holds each component's rendered unit, in order; `platform_files` are what the host
-    shares between services (the CA, the trust store builder).
+    `units` holds each component's rendered unit, in order, and `job_units` each scheduled job's
+    rendered unit and timer; `platform_files` are what the host shares between services (the CA,
+    the trust store builder). A scheduled job's own files are tagged `job`: their change restarts
+    no component (the next run reads them).
 
     The layout is the one image_content gives an image: each verified artifact at its versioned
     path, its `dest` a link to it.
     """
     user, config_dir = service["user"], service["config_dir"]
     files = service["files"] + [f for c in components for f in c["files"]]
-    subdirs = sorted({posixpath.dirname(f["path"]) for f in files} - {""})
+    job_files = [f for j in scheduled_jobs(service) for f in j["files"]]
+    subdirs = sorted({posixpath.dirname(f["path"]) for f in files + job_files} - {""})
     tree = {
         "directories": [],
         "files": [],
@@ -760,6 +820,21 @@ def host_tree(
     for component, unit in zip(components, units, strict=True):
         tree["files"].append({"path": f"/etc/systemd/system/{component['unit']}", "content": unit,
                               "tag": f"unit:{component['unit']}"})  # fmt: skip
+    scheduled = scheduled_jobs(service)
+    if len(job_units) != len(scheduled):
+        raise AnsibleFilterError(f"service {service['name']}: {len(job_units)} job units, {len(scheduled)} jobs")
+    for job, (unit, timer) in zip(scheduled, job_units, strict=True):
+        for entry in job["files"]:
+            path = f"{config_dir}/{entry['path']}"
+            if entry["secret"]:
+                tree["secrets"].append({"path": path, "content": entry["content"], "owner": user, "group": user,
+                                        "mode": "0600", "tag": "job"})  # fmt: skip
+            else:
+                tree["files"].append({"path": path, "content": entry["content"], "group": user, "mode": "0640",
+                                      "tag": "job"})  # fmt: skip
+        for name, content in ((job["unit"], unit), (job["timer"], timer)):
+            tag = f"timer:{job['timer']}"
+            tree["files"].append({"path": f"/etc/systemd/system/{name}", "content": content, "tag": tag})
     tree["files"] += platform_files
     return tree
 
@@ -777,4 +852,5 @@ class FilterModule:
             "lakehouse_state_probes": state_probes,
             "lakehouse_peer_probes": peer_probes,
             "lakehouse_host_tree": host_tree,
+            "lakehouse_scheduled_jobs": scheduled_jobs,
         }

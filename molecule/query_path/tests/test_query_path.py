@@ -1,16 +1,19 @@
-"""The query path across five hosts that know each other only by name, checked as its users would.
+"""The query path across six hosts that know each other only by name, checked as its users would.
 
-store-1 runs the object storage and the catalog database (with its metrics exporter), catalog-1
-the Iceberg REST catalog, coordinator-1, worker-1 and worker-2 the Trino cluster, and
-coordinator-1 also Prometheus, which scrapes every one of them; every host runs the node exporter.
-Controller-side checks use only the published contracts and the secret store; the `lakehouse
-verify` checks run as the command runs them. A change of the workers' settings restarts them one at
-a time under a query loop that must see no failure.
+store-1 runs the object storage, db-1 the catalog database (with its metrics exporter and its
+backup timer), catalog-1 the Iceberg REST catalog, coordinator-1, worker-1 and worker-2 the Trino
+cluster, and coordinator-1 also Prometheus, which scrapes every one of them; every host runs the
+node exporter. Controller-side checks use only the published contracts and the secret store; the
+`lakehouse verify` checks run as the command runs them. A change of the workers' settings
+restarts them one at a time under a query loop that must see no failure. Last, db-1 is lost and
+the catalog database is restored from its backup onto catalog-1, every table readable as before.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from trino.auth import BasicAuthentication
 from trino.dbapi import connect
 
@@ -26,10 +30,13 @@ from lakehouse_cli import checks, contracts, load  # noqa: E402
 from lakehouse_cli.contracts import resolve_secret  # noqa: E402
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"])
 SECRETS = EPHEMERAL / "secrets"
 STATE = EPHEMERAL / "state"
 DOMAIN = "molecule.lakehouse.test"
-STORE, CATALOG, COORDINATOR, WORKER = (f"{name}-1.{DOMAIN}" for name in ("store", "catalog", "coordinator", "worker"))
+STORE, DB, CATALOG, COORDINATOR, WORKER = (
+    f"{name}-1.{DOMAIN}" for name in ("store", "db", "catalog", "coordinator", "worker")
+)
 WORKER_2 = f"worker-2.{DOMAIN}"
 WORKERS = (WORKER, WORKER_2)
 UNITS = (
@@ -38,7 +45,8 @@ UNITS = (
     "lakehouse-node-exporter",
 )  # fmt: skip
 RUNS = {
-    STORE: {"lakehouse-minio", "lakehouse-postgresql", "lakehouse-postgresql-exporter", "lakehouse-node-exporter"},
+    STORE: {"lakehouse-minio", "lakehouse-node-exporter"},
+    DB: {"lakehouse-postgresql", "lakehouse-postgresql-exporter", "lakehouse-node-exporter"},
     CATALOG: {"lakehouse-nessie", "lakehouse-nessie-front", "lakehouse-node-exporter"},
     COORDINATOR: {"lakehouse-trino", "lakehouse-prometheus", "lakehouse-node-exporter"},
     WORKER: {"lakehouse-trino-worker", "lakehouse-node-exporter"},
@@ -76,7 +84,7 @@ def test_every_layer_published_its_contract_on_its_own_host():
     published = {(c.host, c.service) for c in contracts.find_contracts(STATE)}
     assert published == {
         (STORE, "object_storage"),
-        (STORE, "catalog_db"),
+        (DB, "catalog_db"),
         (CATALOG, "catalog"),
         (COORDINATOR, "query"),
         (COORDINATOR, "observability"),
@@ -85,7 +93,8 @@ def test_every_layer_published_its_contract_on_its_own_host():
     }
 
 
-def test_the_worker_registered_with_the_coordinator(query, monkeypatch):
+def sql(query: dict, monkeypatch, *statements: str) -> list[tuple]:
+    """Each statement through the coordinator as its administrator; the last one's rows."""
     # requests lets these variables override an explicit `verify`: trust the lakehouse CA alone.
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.setenv(name, query["tls"]["ca_ref"])
@@ -101,8 +110,14 @@ def test_the_worker_registered_with_the_coordinator(query, monkeypatch):
         verify=query["tls"]["ca_ref"],
     ) as connection:
         cursor = connection.cursor()
-        cursor.execute("SELECT node_id, coordinator, state FROM system.runtime.nodes")
-        nodes = sorted(tuple(row) for row in cursor.fetchall())
+        for statement in statements:
+            cursor.execute(statement)
+            rows = [tuple(row) for row in cursor.fetchall()]
+    return rows
+
+
+def test_the_worker_registered_with_the_coordinator(query, monkeypatch):
+    nodes = sorted(sql(query, monkeypatch, "SELECT node_id, coordinator, state FROM system.runtime.nodes"))
     assert nodes == sorted([(node_id(COORDINATOR), True, "active"), *((node_id(w), False, "active") for w in WORKERS)])
     assert query["workers"] == list(WORKERS)
 
@@ -116,9 +131,9 @@ def test_lakehouse_verify_passes_across_the_hosts():
     assert not missing, f"checks not run: {missing}\n{report}"
     assert all(r.ok for r in results), report
     scraped = {r.endpoint for r in results if r.check.startswith("observability every")}
-    # Every service and host across the five hosts, the workers on their own hosts among them.
-    assert f"https://{WORKER_2}:8443/metrics" in scraped and f"https://{STORE}:9187/metrics" in scraped, report
-    assert len(scraped) == 12, report  # MinIO, PostgreSQL, Nessie, 3 Trino nodes, Prometheus, 5 hosts
+    # Every service and host across the six hosts, the workers on their own hosts among them.
+    assert f"https://{WORKER_2}:8443/metrics" in scraped and f"https://{DB}:9187/metrics" in scraped, report
+    assert len(scraped) == 13, report  # MinIO, PostgreSQL, Nessie, 3 Trino nodes, Prometheus, 6 hosts
     round_trip = [r.endpoint for r in results if r.check == "query Iceberg round trip"]
     # pyiceberg -> Trino on the coordinator, then Trino -> pyiceberg through the catalog host.
     assert [urlsplit(url).hostname for url in round_trip] == [COORDINATOR, CATALOG], report
@@ -185,14 +200,18 @@ def worker_restarts(name: str) -> tuple[int, int]:
     return int(times[stop]), int(times[start])
 
 
-def converge_query(*arguments: str) -> subprocess.CompletedProcess:
-    """The query layer's playbook on this scenario's inventory, as an operator runs it."""
+def converge(playbook: str, *arguments: str, inventory: Path = INVENTORY.parent) -> subprocess.CompletedProcess:
+    """A playbook of the project on this scenario's inventory (or another), as an operator runs it."""
     return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"),
-         "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
-         str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks" / "query.yml"), *arguments],
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+         str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks" / playbook), *arguments],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
+
+
+def converge_query(*arguments: str) -> subprocess.CompletedProcess:
+    """The query layer's playbook on this scenario's inventory."""
+    return converge("query.yml", *arguments)
 
 
 def query_loop() -> load.QueryLoop:
@@ -240,7 +259,7 @@ def test_the_catalog_starts_after_its_database_whatever_order_the_hosts_boot_in(
     # database instead of failing their start, and the catalog is ready once the database is back.
     [catalog] = [c for c in contracts.find_contracts(STATE) if c.service == "catalog"]
     nessie = "lakehouse-nessie.service"
-    docker("stop", "--time=60", STORE)
+    docker("stop", "--time=60", DB)
     try:
         docker("restart", "--time=60", CATALOG)
         deadline = time.monotonic() + BOUND_SECONDS
@@ -248,7 +267,7 @@ def test_the_catalog_starts_after_its_database_whatever_order_the_hosts_boot_in(
             assert time.monotonic() < deadline, f"{nessie} never waited for its database"
             time.sleep(1)
     finally:
-        docker("start", STORE)
+        docker("start", DB)
     # Asked on the catalog's host: the hosts may come back with each other's addresses, which
     # their DNS follows and the controller's hosts file does not.
     ready = ["curl", "-sf", "--cacert", CA_ON_HOSTS, catalog.readiness_url]
@@ -257,11 +276,47 @@ def test_the_catalog_starts_after_its_database_whatever_order_the_hosts_boot_in(
         assert time.monotonic() < deadline, f"the catalog was not ready {BOUND_SECONDS} s after its database's host"
         time.sleep(1)
     started = unit_show(CATALOG, nessie, "NRestarts", "ActiveEnterTimestampMonotonic")
-    database = unit_show(STORE, "lakehouse-postgresql.service", "ActiveEnterTimestampMonotonic")
+    database = unit_show(DB, "lakehouse-postgresql.service", "ActiveEnterTimestampMonotonic")
     assert started["NRestarts"] == "0", "the catalog failed a start instead of waiting"
     assert int(started["ActiveEnterTimestampMonotonic"]) > int(database["ActiveEnterTimestampMonotonic"])
     journal = on_host(CATALOG, "journalctl", "-u", nessie, "-b", "--no-pager", "-o", "cat")
-    assert f"waiting for catalog_db at {STORE}:5432" in journal, journal[-2000:]
+    assert f"waiting for catalog_db at {DB}:5432" in journal, journal[-2000:]
+
+
+def test_the_catalog_database_is_restored_onto_another_host_from_its_backup(query, monkeypatch, tmp_path):
+    # A table, then a backup as the timer starts it. db-1 is then lost: the inventory places the
+    # catalog database on catalog-1 (a host that never ran it) and `up` restores it there from the
+    # backup; the catalog follows it, and the table reads as before.
+    content = "SELECT count(*), checksum(id), checksum(name) FROM lakehouse.restore_check.orders"
+    before = sql(query, monkeypatch, "CREATE SCHEMA IF NOT EXISTS lakehouse.restore_check",
+                 "CREATE TABLE lakehouse.restore_check.orders AS SELECT x AS id, format('order %d', x * 7) AS name"
+                 " FROM UNNEST(sequence(1, 1000)) AS t(x)", content)  # fmt: skip
+    assert before[0][0] == 1000
+    on_host(DB, "systemctl", "start", "lakehouse-postgresql-backup.service")  # returns once it has run
+    backups = on_host(DB, "runuser", "-u", "postgres", "--", "python3", "/etc/lakehouse-postgresql/backup.py",
+                      "/etc/lakehouse-postgresql/backup.json", "list")  # fmt: skip
+    assert len(json.loads(backups)["backups"]) == 1, backups
+    docker("stop", "--time=60", DB)
+
+    inventory = tmp_path / "inventory"
+    shutil.copytree(INVENTORY.parent, inventory)
+    groups = yaml.safe_load(INVENTORY.read_text())
+    for group in groups.values():
+        (group.get("hosts") or {}).pop(DB, None)
+    groups["catalog_db"]["hosts"] = {CATALOG: {"ansible_connection": "docker"}}
+    (inventory / INVENTORY.name).write_text(yaml.safe_dump(groups))
+    began = time.monotonic()
+    restored = converge("site.yml", "-e", "postgresql_restore_from=latest", inventory=inventory)
+    seconds = time.monotonic() - began
+    assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-2000:]
+    assert "Restore the catalog database from the backup latest" in restored.stdout
+    after = sql(query, monkeypatch, content)
+    print(f"catalog database restored onto {CATALOG} in {seconds:.0f} s (the whole `up`): {after[0][0]} rows")
+    assert after == before
+    # Asked again, the restore leaves the filled databases as they are.
+    again = on_host(CATALOG, "runuser", "-u", "postgres", "--", "python3", "/etc/lakehouse-postgresql/backup.py",
+                    "/etc/lakehouse-postgresql/backup.json", "restore", "latest")  # fmt: skip
+    assert json.loads(again)["restored"] == [] and "nessie" in json.loads(again)["kept"], again
 
 
 def test_the_worker_drains_on_stop():
