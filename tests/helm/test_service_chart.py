@@ -352,3 +352,45 @@ def test_release_values_and_manifest_hold_no_secret(helm, installed):
         assert SECRET_TEXT not in text and secret not in text
     manifest = helm.run("get", "manifest", "minio", "-n", NS).stdout
     assert SECRET_TEXT not in manifest and secret not in manifest
+
+
+def backup_job(schedule: str = "30 2 * * 1-5") -> dict:
+    return {
+        "name": "backup",
+        "when": "scheduled",
+        "schedule": schedule,
+        "program": {"artifact": "minio"},
+        "args": ["backup", "/etc/minio/backup.json"],
+        "files": [
+            {"path": "backup.json", "content": "{}\n"},
+            {"path": "backup-credentials.json", "content": "s3cr3t-backup\n", "secret": True},
+        ],
+    }
+
+
+def test_a_scheduled_job_is_a_cronjob_that_the_api_server_accepts(helm, api):
+    descriptor = minio()
+    descriptor["jobs"] = [backup_job()]
+    docs = helm.template(values_of(descriptor))
+    assert not of_kind(docs, "Job"), "a scheduled job is no one-off Job"
+    cron = of_kind(docs, "CronJob")["minio-backup"]
+    assert cron["spec"]["schedule"] == "30 2 * * 1-5" and cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["/usr/local/bin/minio", "backup", "/etc/minio/backup.json"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # Its pod mounts the service's files and its own, by name; the contents stay in the objects.
+    config = next(v for v in pod["volumes"] if v["name"] == "config")["projected"]["sources"]
+    assert {s.get("secret", s.get("configMap"))["name"] for s in config} == {"minio-backup-config"}
+    assert "s3cr3t-backup" not in yaml.safe_dump(docs)
+    service = model.normalize(descriptor, PLATFORM)
+    objects = {o["name"]: o for o in model.config_objects(service, service["components"])}
+    assert set(objects["minio-backup-config"]["configmap"]) == {
+        "certs__public.crt",
+        "certs__CAs__ca.crt",
+        "backup.json",
+    }
+    # The control plane's API server validates it as it would create it.
+    cron["metadata"]["namespace"] = "default"
+    client.BatchV1Api(api).create_namespaced_cron_job("default", cron, dry_run="All")

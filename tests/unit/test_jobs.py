@@ -429,3 +429,36 @@ def test_program_statements_replace_the_day():
     assert sql["count_day"] == f"SELECT count(*) FROM {table} WHERE event_date = DATE '2026-01-02'"  # noqa: S608
     with pytest.raises(ValueError):
         program.statements('lakehouse"; DROP', datetime.date(2026, 1, 2), 1)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "calendar"),
+    [
+        ("@daily", "*-*-* 0:0:00 UTC"),
+        ("@hourly", "*-*-* *:0:00 UTC"),
+        ("@weekly", "Sun *-*-* 0:0:00 UTC"),
+        ("@monthly", "*-*-1 0:0:00 UTC"),
+        ("*/15 * * * *", "*-*-* *:0/15:00 UTC"),
+        ("30 2 * * 1-5", "Mon..Fri *-*-* 2:30:00 UTC"),
+        ("0 0 * * 0,6", "Sun,Sat *-*-* 0:0:00 UTC"),
+        ("5 1,13 * 1-6/2 *", "*-1..6/2-* 1,13:5:00 UTC"),
+        ("0  3 1 * *", "*-*-1 3:0:00 UTC"),
+    ],
+)
+def test_a_schedule_is_the_same_calendar_for_a_systemd_timer(schedule, calendar):
+    assert jobs.on_calendar(schedule) == calendar
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("0 0 1 * 1", "restrict the day of month or the weekday, not both"),
+        ("* * * * */2", "a step of weekdays has no calendar form"),
+        ("0 24 * * *", "is not a numeric cron field"),
+        ("@yearly", "a preset (@hourly, @daily, @weekly, @monthly), a 5-field cron or null"),
+    ],
+)
+def test_a_schedule_without_the_same_meaning_on_both_is_refused(schedule, reason):
+    with pytest.raises(jobs.JobSpecError, match="postgresql_backup_schedule") as refused:
+        jobs.on_calendar(schedule, "postgresql_backup_schedule")
+    assert reason in str(refused.value)

@@ -192,6 +192,7 @@ def test_input_problems_name_each_variable_at_fault(tmp_path):
             "names": {"minio_server_name": "192.0.2.1", "minio_extra_names": ["ok.lakehouse.test", "bad_name"]},
             "ports": {"minio_s3_port": 70000, "minio_console_port": "9001", "trino_port": True},
             "tls_files": {"minio_tls_cert_path": str(cert), "minio_tls_key_path": ""},
+            "schedules": {"postgresql_backup_schedule": "0 3 1 * 1", "other_schedule": "@daily"},
         }
     )
     assert problems == [
@@ -200,6 +201,7 @@ def test_input_problems_name_each_variable_at_fault(tmp_path):
         "minio_extra_names: 'bad_name' is not a valid DNS name (labels of letters, digits, hyphens)",
         "minio_s3_port: '70000' is not a port number from 1 to 65535",
         "trino_port: 'True' is not a port number from 1 to 65535",
+        "postgresql_backup_schedule: schedule: '0 3 1 * 1': restrict the day of month or the weekday, not both",
         "user-supplied TLS needs minio_tls_cert_path, minio_tls_key_path; unset: minio_tls_key_path",
     ]
     assert preflight_plugin.input_problems({"names": {"x": "ok.lakehouse.test"}, "ports": {"p": "443"}}) == []

@@ -263,3 +263,66 @@ def test_a_rolling_component_is_live_by_a_port_other_hosts_can_ask():
     descriptor["components"][1].update(rolling=True, health={"readiness": {"command": ["/bin/true"]}})
     with pytest.raises(AnsibleFilterError, match="component worker: a rolling component's liveness probe is a port"):
         model.normalize(descriptor, PLATFORM)
+
+
+def scheduled_minio(**job) -> dict:
+    descriptor = minio()
+    descriptor["jobs"] = [
+        {
+            "name": "backup",
+            "when": "scheduled",
+            "schedule": "30 2 * * 1-5",
+            "program": {"artifact": "minio"},
+            "files": [
+                {"path": "backup.json", "content": "{}\n"},
+                {"path": "backup-credentials.json", "content": "s3cr3t\n", "secret": True},
+            ],
+            **job,
+        }
+    ]
+    return descriptor
+
+
+TABLE = {"minio": {"version": "1", "filename": "minio", "sha256": {"amd64": "0" * 64}}}
+
+
+def test_a_scheduled_job_runs_from_a_timer_of_the_same_schedule_on_a_host():
+    service = model.normalize(scheduled_minio())
+    (job,) = model.scheduled_jobs(service)
+    assert (job["unit"], job["timer"], job["workload"]) == (
+        "lakehouse-minio-backup.service", "lakehouse-minio-backup.timer", "minio-backup",
+    )  # fmt: skip
+    assert job["on_calendar"] == "Mon..Fri *-*-* 2:30:00 UTC" and job["oneshot"] is True
+    assert all(c["oneshot"] is False for c in service["components"])
+    units = [["[Unit]\n", "[Timer]\n"]]
+    tree = model.host_tree(service, service["components"], TABLE,
+                           "/usr/local/lib/lakehouse", "amd64", ["unit"], [], units)  # fmt: skip
+    tags = {entry["path"]: entry["tag"] for entry in tree["files"] + tree["secrets"]}
+    # Its own files restart no component; its unit and timer go together.
+    assert tags["/etc/minio/backup.json"] == tags["/etc/minio/backup-credentials.json"] == "job"
+    assert tags["/etc/systemd/system/lakehouse-minio-backup.timer"] == "timer:lakehouse-minio-backup.timer"
+    assert tags["/etc/systemd/system/lakehouse-minio-backup.service"] == "timer:lakehouse-minio-backup.timer"
+    assert tags["/etc/minio/minio.env"] == "config"
+    secret = next(e for e in tree["secrets"] if e["path"].endswith("backup-credentials.json"))
+    assert (secret["owner"], secret["mode"]) == ("minio", "0600")
+    with pytest.raises(AnsibleFilterError, match="0 job units, 1 jobs"):
+        model.host_tree(service, service["components"], TABLE,
+                        "/usr/local/lib/lakehouse", "amd64", ["unit"], [])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        ({"when": "after"}, "a `schedule` (a cron or preset) is what makes a job scheduled"),
+        ({"schedule": None}, "a `schedule` (a cron or preset) is what makes a job scheduled"),
+        ({"schedule": "0 3 1 * 1"}, "restrict the day of month or the weekday, not both"),
+        ({"schedule": "61 * * * *"}, "field '61' is not a numeric cron field"),
+        ({"when": "before", "schedule": None, "creates": "/x"}, "reads the service's files only"),
+        ({"when": "sometimes"}, "`when` is before (the first start), after (ready) or scheduled"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_bad_scheduled_jobs_are_refused_with_the_job_named(job, message):
+    with pytest.raises(AnsibleFilterError, match="service minio job backup") as refused:
+        model.normalize(scheduled_minio(**job))
+    assert message in str(refused.value)

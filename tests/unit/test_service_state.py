@@ -137,3 +137,14 @@ def test_a_restart_is_refused_while_a_peer_does_not_answer(run_module):
     result = refused.value.result
     assert result["refused"] is True and result["probes_failed"] == ["worker on worker-1"]
     assert "not restarted while worker on worker-1 does not answer" in result["msg"]
+
+
+def test_unit_files_matching_a_service_s_patterns_are_listed(tmp_path):
+    from conftest import load_source
+
+    state = load_source("library/lakehouse_service_state.py")
+    for name in ("lakehouse-postgresql-backup.timer", "lakehouse-postgresql-old.timer", "lakehouse-minio.service"):
+        (tmp_path / name).write_text("")
+    found = state.unit_files(["lakehouse-postgresql-*.timer"], str(tmp_path))
+    assert found == ["lakehouse-postgresql-backup.timer", "lakehouse-postgresql-old.timer"]
+    assert state.unit_files([], str(tmp_path)) == []

@@ -309,7 +309,7 @@ def test_the_catalog_database_is_restored_onto_another_host_from_its_backup(quer
     restored = converge("site.yml", "-e", "postgresql_restore_from=latest", inventory=inventory)
     seconds = time.monotonic() - began
     assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-2000:]
-    assert "Restore the catalog database from the backup latest" in restored.stdout
+    assert "Restore the catalog database on the host from the backup latest" in restored.stdout
     after = sql(query, monkeypatch, content)
     print(f"catalog database restored onto {CATALOG} in {seconds:.0f} s (the whole `up`): {after[0][0]} rows")
     assert after == before

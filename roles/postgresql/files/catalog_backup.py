@@ -17,8 +17,9 @@ unfinished backup, which `list`, `restore` and the pruning ignore.
 A restore fills only databases that hold no table yet (a new host's, just created by the role):
 a database with tables is left as it is and reported, so a restore never overwrites live data;
 a database whose backup held no table has nothing to restore.
-Each database is restored in one transaction as the superuser, owners kept (the role has created
-them). Prints one JSON object; exits non-zero with the reason on any failure.
+Each database is restored in one transaction as the superuser (on a metal host's socket, or from
+a cluster's Job over TLS), owners kept (the role has created them). Prints one JSON object;
+exits non-zero with the reason on any failure.
 """
 
 from __future__ import annotations
@@ -78,15 +79,19 @@ class Backups:
                    env=self.mc_env, output=output)  # fmt: skip
 
     def pg(self, program: str, *argv: str, admin: bool = False, output: bool = False) -> str:
-        """A PostgreSQL client program: as the backup role over TLS, or (admin) as the superuser
-        on the host's socket, by peer authentication."""
-        server = self.config["server"]
-        if admin:
-            conninfo = [f"--host={server['socket_dir']}", f"--port={server['port']}", "--username=postgres"]
-            env = {}
+        """A PostgreSQL client program: as the backup role over TLS; or (admin) as the superuser,
+        on a metal host's socket by peer authentication, from a cluster's pod over TLS."""
+        server, how = self.config["server"], self.config["admin"]
+        if admin and "socket_dir" in how:
+            conninfo, env = [f"--host={how['socket_dir']}", f"--port={server['port']}", "--username=postgres"], {}
         else:
-            conninfo = [f"--host={server['name']}", f"--port={server['port']}", f"--username={server['user']}"]
-            env = {"PGPASSWORD": self.db_password, "PGSSLMODE": "verify-full", "PGSSLROOTCERT": self.config["ca_file"]}
+            user, password = (
+                ("postgres", Path(how["password_file"]).read_text().strip())
+                if admin
+                else (server["user"], self.db_password)
+            )
+            conninfo = [f"--host={server['name']}", f"--port={server['port']}", f"--username={user}"]
+            env = {"PGPASSWORD": password, "PGSSLMODE": "verify-full", "PGSSLROOTCERT": self.config["ca_file"]}
         return run([f"{self.config['bin_dir']}/{program}", *conninfo, "--no-password", *argv], env=env, output=output)
 
     def query(self, database: str, sql: str, admin: bool = True) -> str:
