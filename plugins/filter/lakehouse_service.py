@@ -778,7 +778,8 @@ def host_tree(
     """
     user, config_dir = service["user"], service["config_dir"]
     files = service["files"] + [f for c in components for f in c["files"]]
-    job_files = [f for j in scheduled_jobs(service) for f in j["files"]]
+    scheduled = scheduled_jobs(service)
+    job_files = [f for j in scheduled for f in j["files"]]
     subdirs = sorted({posixpath.dirname(f["path"]) for f in files + job_files} - {""})
     tree = {
         "directories": [],
@@ -807,31 +808,22 @@ def host_tree(
             tree["unpacked"].append(path)
         else:
             tree["artifacts"].append({"path": path, "sha256": entry["sha256"][arch]})
-    for entry in files:
+    for entry, tag in [*((f, "config") for f in files), *((f, "job") for f in job_files)]:
         path = f"{config_dir}/{entry['path']}"
         if entry["secret"]:
             tree["secrets"].append({"path": path, "content": entry["content"], "owner": user, "group": user,
-                                    "mode": "0600", "tag": "config"})  # fmt: skip
+                                    "mode": "0600", "tag": tag})  # fmt: skip
         else:
             tree["files"].append({"path": path, "content": entry["content"], "group": user, "mode": "0640",
-                                  "tag": "config"})  # fmt: skip
+                                  "tag": tag})  # fmt: skip
     if len(units) != len(components):
         raise AnsibleFilterError(f"service {service['name']}: {len(units)} units rendered, {len(components)} placed")
     for component, unit in zip(components, units, strict=True):
         tree["files"].append({"path": f"/etc/systemd/system/{component['unit']}", "content": unit,
                               "tag": f"unit:{component['unit']}"})  # fmt: skip
-    scheduled = scheduled_jobs(service)
     if len(job_units) != len(scheduled):
         raise AnsibleFilterError(f"service {service['name']}: {len(job_units)} job units, {len(scheduled)} jobs")
     for job, (unit, timer) in zip(scheduled, job_units, strict=True):
-        for entry in job["files"]:
-            path = f"{config_dir}/{entry['path']}"
-            if entry["secret"]:
-                tree["secrets"].append({"path": path, "content": entry["content"], "owner": user, "group": user,
-                                        "mode": "0600", "tag": "job"})  # fmt: skip
-            else:
-                tree["files"].append({"path": path, "content": entry["content"], "group": user, "mode": "0640",
-                                      "tag": "job"})  # fmt: skip
         for name, content in ((job["unit"], unit), (job["timer"], timer)):
             tag = f"timer:{job['timer']}"
             tree["files"].append({"path": f"/etc/systemd/system/{name}", "content": content, "tag": tag})
