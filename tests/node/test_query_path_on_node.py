@@ -296,8 +296,9 @@ def job_output(batch, core, name: str) -> str:
         return "succeeded" if status.succeeded else "failed" if status.failed else None
 
     outcome = wait_for(f"the Job {name} to end", ended, timeout=300, interval=2)
-    (pod, *_) = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name={name}").items
-    log = core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE)
+    pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name={name}").items
+    last = max(pods, key=lambda pod: pod.metadata.creation_timestamp)  # a failed run's pods are kept
+    log = core.read_namespaced_pod_log(last.metadata.name, NAMESPACE)
     assert outcome == "succeeded", log[-3000:]
     return log.strip().splitlines()[-1]
 
