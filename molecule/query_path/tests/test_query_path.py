@@ -283,6 +283,16 @@ def test_the_catalog_starts_after_its_database_whatever_order_the_hosts_boot_in(
     assert f"waiting for catalog_db at {DB}:5432" in journal, journal[-2000:]
 
 
+def row_counts(query: dict, monkeypatch) -> dict[str, int]:
+    """Every table of the Iceberg catalog and its row count."""
+    listed = sql(query, monkeypatch, "SELECT table_schema, table_name FROM lakehouse.information_schema.tables"
+                                     " WHERE table_schema <> 'information_schema'")  # fmt: skip
+    return {
+        f"{schema}.{name}": sql(query, monkeypatch, f'SELECT count(*) FROM lakehouse."{schema}"."{name}"')[0][0]  # noqa: S608
+        for schema, name in sorted(listed)
+    }
+
+
 def test_the_catalog_database_is_restored_onto_another_host_from_its_backup(query, monkeypatch, tmp_path):
     # A table, then a backup as the timer starts it. db-1 is then lost: the inventory places the
     # catalog database on catalog-1 (a host that never ran it) and `up` restores it there from the
@@ -292,6 +302,7 @@ def test_the_catalog_database_is_restored_onto_another_host_from_its_backup(quer
                  "CREATE TABLE lakehouse.restore_check.orders AS SELECT x AS id, format('order %d', x * 7) AS name"
                  " FROM UNNEST(sequence(1, 1000)) AS t(x)", content)  # fmt: skip
     assert before[0][0] == 1000
+    tables_before = row_counts(query, monkeypatch)
     on_host(DB, "systemctl", "start", "lakehouse-postgresql-backup.service")  # returns once it has run
     backups = on_host(DB, "runuser", "-u", "postgres", "--", "python3", "/etc/lakehouse-postgresql/backup.py",
                       "/etc/lakehouse-postgresql/backup.json", "list")  # fmt: skip
@@ -311,8 +322,10 @@ def test_the_catalog_database_is_restored_onto_another_host_from_its_backup(quer
     assert restored.returncode == 0, restored.stdout[-4000:] + restored.stderr[-2000:]
     assert "Restore the catalog database on the host from the backup latest" in restored.stdout
     after = sql(query, monkeypatch, content)
-    print(f"catalog database restored onto {CATALOG} in {seconds:.0f} s (the whole `up`): {after[0][0]} rows")
+    tables_after = row_counts(query, monkeypatch)
+    print(f"catalog database restored onto {CATALOG} in {seconds:.0f} s (the whole `up`): row counts {tables_after}")
     assert after == before
+    assert tables_after == tables_before
     # Asked again, the restore leaves the filled databases as they are.
     again = on_host(CATALOG, "runuser", "-u", "postgres", "--", "python3", "/etc/lakehouse-postgresql/backup.py",
                     "/etc/lakehouse-postgresql/backup.json", "restore", "latest")  # fmt: skip
