@@ -298,7 +298,8 @@ def job_output(batch, core, name: str) -> str:
     outcome = wait_for(f"the Job {name} to end", ended, timeout=300, interval=2)
     pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name={name}").items
     last = max(pods, key=lambda pod: pod.metadata.creation_timestamp)  # a failed run's pods are kept
-    log = core.read_namespaced_pod_log(last.metadata.name, NAMESPACE)
+    # Unparsed: the client would turn a JSON line into a Python repr.
+    log = core.read_namespaced_pod_log(last.metadata.name, NAMESPACE, _preload_content=False).data.decode()
     assert outcome == "succeeded", log[-3000:]
     return log.strip().splitlines()[-1]
 
