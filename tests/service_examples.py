@@ -112,3 +112,19 @@ def orchestrator() -> dict:
              "health": {"readiness": {"command": ["/usr/bin/python3", "health.py", "scheduler"]}}},
         ],
     }  # fmt: skip
+
+
+def backup_job(**overrides) -> dict:
+    """A scheduled job of the MinIO example, with a public and a secret file of its own."""
+    return {
+        "name": "backup",
+        "when": "scheduled",
+        "schedule": "30 2 * * 1-5",
+        "program": {"artifact": "minio"},
+        "args": ["backup", "/etc/minio/backup.json"],
+        "files": [
+            {"path": "backup.json", "content": "{}\n"},
+            {"path": "backup-credentials.json", "content": "s3cr3t-backup\n", "secret": True},
+        ],
+        **overrides,
+    }

@@ -21,7 +21,7 @@ import yaml
 from controlplane import REPO, ControlPlane, static_volume, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from service_examples import IMAGE, PLATFORM, PROBE, UID, minio, model, orchestrator, trino
+from service_examples import IMAGE, PLATFORM, PROBE, UID, backup_job, minio, model, orchestrator, trino
 
 CHART = REPO / "helm" / "lakehouse-service"
 NS = "lakehouse-chart"
@@ -352,20 +352,6 @@ def test_release_values_and_manifest_hold_no_secret(helm, installed):
         assert SECRET_TEXT not in text and secret not in text
     manifest = helm.run("get", "manifest", "minio", "-n", NS).stdout
     assert SECRET_TEXT not in manifest and secret not in manifest
-
-
-def backup_job(schedule: str = "30 2 * * 1-5") -> dict:
-    return {
-        "name": "backup",
-        "when": "scheduled",
-        "schedule": schedule,
-        "program": {"artifact": "minio"},
-        "args": ["backup", "/etc/minio/backup.json"],
-        "files": [
-            {"path": "backup.json", "content": "{}\n"},
-            {"path": "backup-credentials.json", "content": "s3cr3t-backup\n", "secret": True},
-        ],
-    }
 
 
 def test_a_scheduled_job_is_a_cronjob_that_the_api_server_accepts(helm, api):

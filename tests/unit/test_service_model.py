@@ -12,7 +12,7 @@ import sys
 import pytest
 from ansible.errors import AnsibleFilterError
 from conftest import REPO
-from service_examples import IMAGE, PLATFORM, UID, minio, model, orchestrator, trino
+from service_examples import IMAGE, PLATFORM, UID, backup_job, minio, model, orchestrator, trino
 
 
 def test_defaults_are_applied_once_and_programs_resolved_by_artifact():
@@ -267,19 +267,7 @@ def test_a_rolling_component_is_live_by_a_port_other_hosts_can_ask():
 
 def scheduled_minio(**job) -> dict:
     descriptor = minio()
-    descriptor["jobs"] = [
-        {
-            "name": "backup",
-            "when": "scheduled",
-            "schedule": "30 2 * * 1-5",
-            "program": {"artifact": "minio"},
-            "files": [
-                {"path": "backup.json", "content": "{}\n"},
-                {"path": "backup-credentials.json", "content": "s3cr3t\n", "secret": True},
-            ],
-            **job,
-        }
-    ]
+    descriptor["jobs"] = [backup_job(**job)]
     return descriptor
 
 
