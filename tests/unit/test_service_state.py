@@ -139,6 +139,19 @@ def test_a_restart_is_refused_while_a_peer_does_not_answer(run_module):
     assert "not restarted while worker on worker-1 does not answer" in result["msg"]
 
 
+def test_a_wait_in_check_mode_tries_each_probe_once_and_reports_those_that_did_not_answer(run_module):
+    with socket.create_server(("127.0.0.1", 0)) as listening, socket.create_server(("127.0.0.1", 0)) as closed:
+        closed_port = closed.getsockname()[1]
+        closed.close()
+        probes = [
+            {"name": "api", "host": "127.0.0.1", "port": listening.getsockname()[1]},
+            {"name": "admin", "host": "127.0.0.1", "port": closed_port},
+        ]
+        args = {"units": ["lakehouse-no-such.service"], "restart": False, "probes": probes}
+        result = run_module("lakehouse_unit_restart", args, check_mode=True)
+    assert result["changed"] is False and result["probes_failed"] == ["admin"]
+
+
 def test_unit_files_matching_a_service_s_patterns_are_listed(tmp_path):
     from conftest import load_source
 

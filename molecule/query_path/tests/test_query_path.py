@@ -246,6 +246,7 @@ def test_a_change_that_keeps_a_worker_from_starting_stops_the_roll():
     assert converge.returncode != 0, output[-4000:]
     assert "the previous files and links were put back" in output, output[-4000:]
     assert "not restarted while worker on" in output, output[-4000:]
+    assert "lakehouse-trino-worker.service failed or kept exiting" in output, output[-4000:]  # before its timeout
     assert loop.failed == 0, loop.summary()
     restarted = [worker for worker in WORKERS if unit_show(worker, unit, started)[started] != before[worker]]
     assert len(restarted) == 1, f"restarted: {restarted}"
