@@ -14,6 +14,7 @@ A second render is the same bytes; a value changed and pushed reaches the cluste
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -131,23 +132,33 @@ def test_a_second_render_is_the_same_bytes_and_changes_nothing(synced):
 
 
 def test_a_value_changed_and_pushed_reaches_the_cluster(synced, node_api):
+    # A PostgreSQL setting: its config object and its pod change, and no other service restarts.
     site, flux, tree = synced["site"], synced["flux"], synced["tree"]
-    render(site, "trino_worker_replicas=2")
-    assert "replicas" in git(tree, "diff", "--", f"clusters/{CLUSTER}/{NAMESPACE}/trino.yaml")
-    push(tree, "two Trino workers")
+    render(site, json.dumps({"postgresql_extra_settings": {"work_mem": "8MB"}}))
+    assert "work_mem" in git(tree, "diff", "--", f"clusters/{CLUSTER}/{NAMESPACE}/postgresql.yaml")
+    push(tree, "a PostgreSQL setting")
     flux.reconcile("GitRepository", "lakehouse", "flux-system")
-    apps = client.AppsV1Api(node_api)
+    core, apps = client.CoreV1Api(node_api), client.AppsV1Api(node_api)
 
-    def workers_ready() -> bool:
-        workers = [s for s in apps.list_namespaced_stateful_set(NAMESPACE).items if "worker" in s.metadata.name]
-        workers += [d for d in apps.list_namespaced_deployment(NAMESPACE).items if "worker" in d.metadata.name]
-        return bool(workers) and all((w.status.ready_replicas or 0) == 2 for w in workers)
+    def rolled() -> bool:
+        files = core.read_namespaced_config_map("postgresql-config", NAMESPACE).data or {}
+        status = apps.read_namespaced_stateful_set("postgresql", NAMESPACE).status
+        return (
+            "work_mem = '8MB'" in files.get("postgresql.conf", "")
+            and status.ready_replicas == 1
+            and (status.current_revision == status.update_revision)
+        )
 
-    wait_for("the pushed change: two ready Trino workers", workers_ready, timeout=SYNC_SECONDS, interval=5)
+    wait_for(
+        "the pushed change: PostgreSQL's new setting, its pod replaced and ready",
+        rolled,
+        timeout=SYNC_SECONDS,
+        interval=5,
+    )
     wait_releases_ready(flux)
     pushed = next(
-        d for d in yaml.safe_load_all((tree / "clusters" / CLUSTER / NAMESPACE / "trino.yaml").read_text())
+        d for d in yaml.safe_load_all((tree / "clusters" / CLUSTER / NAMESPACE / "postgresql.yaml").read_text())
         if d and d["kind"] == "HelmRelease"
     )  # fmt: skip
-    (applied,) = [r for r in flux.objects("HelmRelease", NAMESPACE) if r["metadata"]["name"] == "trino"]
+    (applied,) = [r for r in flux.objects("HelmRelease", NAMESPACE) if r["metadata"]["name"] == "postgresql"]
     assert applied["spec"]["values"] == pushed["spec"]["values"]
