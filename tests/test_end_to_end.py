@@ -194,8 +194,8 @@ def minio_admin(site: Site):
 
 
 def test_drift_reports_each_change_made_by_hand_and_up_repairs_them(site):
-    code, output = drift(site)
-    assert code == 0 and "no drift" in output, output[-3000:]
+    # The site is as the last `up` left it (test_second_up_changes_nothing); the repaired site
+    # reports no drift at the end.
     subprocess.run(["docker", "exec", HOST, "rm", "/etc/lakehouse-trino/jvm.config"], check=True)
     subprocess.run(
         ["docker", "exec", HOST, "sh", "-c", "echo '# edited by hand' >> /etc/systemd/system/lakehouse-nessie.service"],
