@@ -152,14 +152,12 @@ def test_each_host_runs_only_its_own_services(host):
             assert not host.service(unit).is_running, f"{unit} runs on {name}"
 
 
-def test_trino_nodes_reach_each_other_by_name(host):
-    name = host.backend.get_hostname()
-    if name not in (COORDINATOR, *WORKERS):
-        pytest.skip("no Trino node")
-    node = host.file("/etc/lakehouse-trino/node.properties").content_string.splitlines()
+@pytest.mark.parametrize("name", (COORDINATOR, *WORKERS))
+def test_trino_nodes_reach_each_other_by_name(name):
+    node = on_host(name, "cat", "/etc/lakehouse-trino/node.properties").splitlines()
     assert f"node.internal-address={name}" in node
     assert f"node.id={node_id(name)}" in node
-    config = host.file("/etc/lakehouse-trino/config.properties").content_string.splitlines()
+    config = on_host(name, "cat", "/etc/lakehouse-trino/config.properties").splitlines()
     assert f"discovery.uri=https://{COORDINATOR}:8443" in config
     assert f"coordinator={str(name == COORDINATOR).lower()}" in config
 
