@@ -4,6 +4,9 @@
   task, hosts ok/changed/failed and the elapsed time;
 - plain (no TTY, e.g. CI logs): one line per play and per task;
 - verbose (-v): Ansible's own output (no_log results arrive censored from Ansible).
+
+A task named "Report ..." (a debug message, such as what a restore filled) is shown in every mode:
+its message follows the run's summary line.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class Progress:
     hosts: dict[str, str] = field(default_factory=dict)  # host -> ok | changed | failed
     failure: Failure | None = None
     changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # "host: message" of the "Report ..." tasks
     errors: list[str] = field(default_factory=list)  # Ansible's own ERROR lines (parse errors...)
     started: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -105,7 +109,7 @@ class Progress:
 
     def start(self, playbook: str) -> None:
         self.playbook, self.play, self.task, self.tasks = playbook, "", "", 0
-        self.hosts, self.failure, self.errors, self.changes = {}, None, [], []
+        self.hosts, self.failure, self.errors, self.changes, self.notes = {}, None, [], [], []
         self.started = time.monotonic()
         self._last = ""
         if self.mode == "compact":
@@ -126,6 +130,8 @@ class Progress:
             if self.mode == "compact":
                 self.out.write("\r\x1b[K")
             self.out.write(line + "\n")
+            if self.mode != "verbose":  # Ansible's own output showed them
+                self.out.writelines(f"  {note}\n" for note in self.notes)
             self.out.flush()
 
     # --- ansible-runner event handler ----------------------------------------------------
@@ -152,6 +158,8 @@ class Progress:
             self._mark(host, "changed" if changed else "ok")
             if changed:
                 self.changes.append(Change(host, self.play, self.task, _one_line(_change_detail(res), limit=200)))
+            if self.task.startswith("Report ") and isinstance(res.get("msg"), str):
+                self.notes.append(f"{host}: {_one_line(res['msg'], limit=1000)}")
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             self._failed(data, unreachable=False)
         elif kind == "runner_on_unreachable":
@@ -201,6 +209,8 @@ class Progress:
     def _plain(self, line: str) -> None:
         if self.mode == "plain":
             self.out.write(line + "\n")
+            if self.mode != "verbose":  # Ansible's own output showed them
+                self.out.writelines(f"  {note}\n" for note in self.notes)
             self.out.flush()
 
     def _draw(self) -> None:

@@ -347,6 +347,22 @@ def test_plain_progress_and_the_failed_task():
     assert reason == 'task "Manage users" failed on h1 in playbooks/site.yml: no way'
 
 
+def test_a_report_task_s_message_follows_the_summary_line():
+    out = io.StringIO()
+    progress = Progress(out=out, mode="plain")
+    progress.start("site.yml")
+    progress(event("playbook_on_task_start", task="Report what the restore filled"))
+    progress(
+        event("runner_on_ok", host="db-1", res={"changed": False, "msg": "Backup 20261207T000000Z: restored\nnessie"})
+    )
+    progress(event("playbook_on_task_start", task="Show the published endpoints"))
+    progress(event("runner_on_ok", host="db-1", res={"changed": False, "msg": "not a report"}))
+    progress.finish("successful")
+    lines = out.getvalue().splitlines()
+    assert lines[-2].startswith("site.yml: done, 2 tasks")
+    assert lines[-1] == "  db-1: Backup 20261207T000000Z: restored nessie"
+
+
 def test_the_reason_is_the_failure_that_stopped_the_run_not_a_rescued_one():
     progress = Progress(out=io.StringIO(), mode="plain")
     progress.start("site.yml")
