@@ -276,6 +276,7 @@ def test_the_catalog_database_is_backed_up_by_its_cronjob_and_restored_when_its_
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     restored = json.loads(job_output(batch, core, "postgresql-restore"))
     assert "nessie" in restored["restored"] and restored["backup"] == backup["backup"], restored
+    assert f"Backup {backup['backup']}: restored " in result.stdout, result.stdout[-3000:]  # said after the summary
 
     def read_back():
         # The catalog's pod, unchanged, reconnects to the new database on its own.
