@@ -106,6 +106,7 @@ def changed_count(output: str) -> int:
         ),
         pytest.param("minio_s3_port: many\n", {}, "minio_s3_port", id="arg-spec-type"),
         pytest.param("lakehouse_host_name: 198.51.100.7\n", {}, "not an IP literal", id="ip-literal-host"),
+        pytest.param("minio_replicas: 2\n", {}, "and 1 on a metal host", id="replicas-on-metal"),
     ],
 )
 def test_minio_bad_input_fails_before_any_change(apply_role, tmp_path, extra_vars, env, message):

@@ -23,6 +23,8 @@ HTTP GET of a `path` on a port, a TCP connection to a port without one, or a com
 ({command, timeout}), `reload` ({signal}: a change of config files alone reloads the process
 rather than restarting it), `rolling` (on metal, a change restarts it on one host at a time, each
 ready again before the next stops; a cluster's StatefulSet rolls its pods so anyway), `replicas`,
+`start_together` (on a cluster, the replicas start at once rather than each after the one before
+is ready: they form one deployment and none is ready alone, as a distributed MinIO),
 `placement` ({groups}), `volumes` ({name, path, size, storage_class}), `resources`.
 
 On Kubernetes each component runs in pods of its own, unless the service is `one_pod`: then
@@ -117,6 +119,7 @@ COMPONENT = {
     "reload": {},
     "rolling": False,
     "replicas": 1,
+    "start_together": False,
     "placement": {},
     "volumes": [],
     "resources": {},
@@ -312,6 +315,7 @@ def _component(service: dict, given) -> dict:
     component["env"] = {str(k): str(v) for k, v in component["env"].items()}
     component["args"] = [str(a) for a in component["args"]]
     component["replicas"] = int(component["replicas"])
+    component["start_together"] = _bool(component["start_together"])
     # One name per process: `<service>` for the component named after it, else `<service>-<component>`.
     main = component["name"] == service["name"]
     component["unit"] = f"lakehouse-{service['name']}{'' if main else '-' + component['name']}.service"
@@ -585,6 +589,7 @@ def helm_values(
                 **_container(main),
                 "workload": main["workload"],
                 "replicas": main["replicas"],
+                "startTogether": main["start_together"],
                 "home": service["home"],
                 "homeIsVolume": service["home"] in {v["path"] for v in volumes},
                 # Paths the unit may write besides its home: emptyDirs on a read-only root file system.

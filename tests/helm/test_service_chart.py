@@ -141,6 +141,23 @@ def test_a_component_with_volumes_is_a_statefulset_running_the_units_program(hel
     assert claim["metadata"]["name"] == "data" and claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
 
 
+def test_replicas_that_start_together_are_started_at_once_each_with_its_claims(helm):
+    # A distributed MinIO: none of its pods is ready before the others answer, so the StatefulSet
+    # starts them all at once; each pod claims a volume per drive.
+    single = of_kind(helm.template(values_of(minio())), "StatefulSet")["minio"]
+    assert single["spec"]["podManagementPolicy"] == "OrderedReady"
+    descriptor = minio()
+    (component,) = descriptor["components"]
+    drives = [{"name": "data", "path": "/var/lib/minio/data"}, {"name": "data-2", "path": "/var/lib/minio/data-2"}]
+    component.update(replicas=4, start_together=True, volumes=drives)
+    sts = of_kind(helm.template(values_of(descriptor)), "StatefulSet")["minio"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel" and sts["spec"]["replicas"] == 4
+    assert [claim["metadata"]["name"] for claim in sts["spec"]["volumeClaimTemplates"]] == ["data", "data-2"]
+    (container,) = pod_spec(sts)["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/var/lib/minio/data"] == "data" and mounts["/var/lib/minio/data-2"] == "data-2"
+
+
 def test_config_files_are_projected_at_their_paths_with_a_checksum(helm):
     values = values_of(minio())
     (sts,) = of_kind(helm.template(values), "StatefulSet").values()

@@ -33,6 +33,7 @@ def test_defaults_are_applied_once_and_programs_resolved_by_artifact():
     assert component["stop"] == {"command": [], "timeout": 120}
     assert component["reload"] == {"signal": None}
     assert component["rolling"] is False  # restarted on every host of a change at once
+    assert component["start_together"] is False  # a cluster starts its replicas one after another
     assert component["volumes"] == [{"name": "data", "path": "/var/lib/minio/data", "size": "1Gi", "storage_class": ""}]
     assert service["memory_deny_write_execute"] is True and service["success_exit_status"] == []
     assert service["image"] == "minio"
