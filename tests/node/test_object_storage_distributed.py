@@ -4,7 +4,7 @@
 each with a claim per drive, erasure-coded across the four drives; each pod finds its peer by
 the name the StatefulSet gives it, over TLS. `verify` passes as for a single server. Then a drive
 is lost (its claim and its pod deleted): the pod comes back on an empty volume, every object
-still reads back whole, and MinIO heals the new drive by itself.
+reads back whole, and MinIO heals the new drive by itself.
 (Named to run after test_node.py, whose teardown test needs the machine before the session's node.)
 """
 
@@ -85,32 +85,30 @@ def test_two_pods_serve_one_deployment_across_four_drives(site, up, root_s3):
 
 
 def test_a_lost_drive_loses_no_object_and_heals(node, node_api, root_s3):
-    s3, admin = root_s3
+    s3, _ = root_s3
     objects = {f"heal/{i:02d}.bin": os.urandom(64 * 1024) for i in range(20)}
     for key, data in objects.items():
         s3.put_object("warehouse", key, io.BytesIO(data), len(data))
-    core = client.CoreV1Api(node_api)
+    core, apps = client.CoreV1Api(node_api), client.AppsV1Api(node_api)
     claim, pod = LOST
     core.delete_namespaced_persistent_volume_claim(claim, NAMESPACE)  # released once its pod is gone
     core.delete_namespaced_pod(pod, NAMESPACE)
     lost_at = time.monotonic()
 
-    def new_volume() -> str | None:
+    def new_drive() -> Path | None:
+        """The empty volume the pod's new claim is bound to, once the pod serves again."""
         try:
             found = core.read_namespaced_persistent_volume_claim(claim, NAMESPACE)
         except client.ApiException:
             return None
-        return (
-            found.spec.volume_name
-            if found.status.phase == "Bound" and found.metadata.deletion_timestamp is None
-            else None
-        )
+        status = apps.read_namespaced_stateful_set("minio", NAMESPACE).status
+        if found.status.phase != "Bound" or found.metadata.deletion_timestamp or status.ready_replicas != 2:
+            return None
+        return Path(core.read_persistent_volume(found.spec.volume_name).spec.host_path.path)
 
-    volume = wait_for("the pod's new claim bound to an empty volume", new_volume, timeout=HEAL_SECONDS, interval=2)
-    drive = Path(core.read_persistent_volume(volume).spec.host_path.path)
-    # Erasure coding: every object reads back whole while the drive is empty.
+    drive = wait_for("the pod back on a new, empty volume", new_drive, timeout=HEAL_SECONDS, interval=2)
+    # Erasure coding: every object reads back whole, whether or not the drive is healed yet.
     assert {key: s3.get_object("warehouse", key).read() for key in objects} == objects
     healed = lambda: all((drive / "warehouse" / key / "xl.meta").exists() for key in objects)  # noqa: E731
     wait_for("MinIO to heal the new drive", healed, timeout=HEAL_SECONDS, interval=2)
     print(f"lost drive healed in {time.monotonic() - lost_at:.1f} s ({len(objects)} objects, none lost)")
-    assert {key: s3.get_object("warehouse", key).read() for key in objects} == objects
