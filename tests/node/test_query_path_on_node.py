@@ -407,9 +407,11 @@ def test_one_variable_set_renders_identical_files_on_both_deliveries(up, site, m
 
 
 # Last: both switches in one run (each alone is shown on metal, tests/test_end_to_end.py), so that
-# no other test here switches them back.
+# no other test here switches them back. The coordinator stays alone, as the comparison above left
+# it: a StatefulSet of workers rolls one pod at a time, which the drain test has shown.
 def test_switching_the_catalog_to_jdbc_and_the_orchestrator_to_dagster_verifies_green(up, site, node, node_api):
-    result = site.lakehouse("up", "-e", "iceberg_catalog_type=jdbc", "-e", "orchestrator_type=dagster")
+    switched = ("iceberg_catalog_type=jdbc", "orchestrator_type=dagster", "trino_worker_replicas=0")
+    result = site.lakehouse("up", *[arg for value in switched for arg in ("-e", value)])
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     # Airflow is gone, its pod too, before Dagster started: one orchestrator schedules at a time.
     assert "airflow" not in helm_revisions(node.env, NAMESPACE) and "dagster" in helm_revisions(node.env, NAMESPACE)
