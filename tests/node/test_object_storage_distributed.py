@@ -84,31 +84,47 @@ def test_two_pods_serve_one_deployment_across_four_drives(site, up, root_s3):
     assert passed(verified, "object_storage put/get/delete round trip"), verified
 
 
+def read_all(s3, keys) -> dict[str, bytes] | None:
+    """Every object's content; None while the deployment does not answer (a member rejoining)."""
+    try:
+        return {key: s3.get_object("warehouse", key).read() for key in keys}
+    except Exception:  # noqa: BLE001 (a timeout or a 503 while the peer rejoins; the caller bounds the wait)
+        return None
+
+
 def test_a_lost_drive_loses_no_object_and_heals(node, node_api, root_s3):
     s3, _ = root_s3
     objects = {f"heal/{i:02d}.bin": os.urandom(64 * 1024) for i in range(20)}
     for key, data in objects.items():
         s3.put_object("warehouse", key, io.BytesIO(data), len(data))
-    core, apps = client.CoreV1Api(node_api), client.AppsV1Api(node_api)
+    core = client.CoreV1Api(node_api)
     claim, pod = LOST
+    lost = core.read_namespaced_pod(pod, NAMESPACE).metadata.uid
     core.delete_namespaced_persistent_volume_claim(claim, NAMESPACE)  # released once its pod is gone
     core.delete_namespaced_pod(pod, NAMESPACE)
     lost_at = time.monotonic()
 
     def new_drive() -> Path | None:
-        """The empty volume the pod's new claim is bound to, once the pod serves again."""
+        """The empty volume the pod's new claim is bound to, once the new pod is ready."""
         try:
             found = core.read_namespaced_persistent_volume_claim(claim, NAMESPACE)
+            again = core.read_namespaced_pod(pod, NAMESPACE)
         except client.ApiException:
             return None
-        status = apps.read_namespaced_stateful_set("minio", NAMESPACE).status
-        if found.status.phase != "Bound" or found.metadata.deletion_timestamp or status.ready_replicas != 2:
+        ready = any(c.type == "Ready" and c.status == "True" for c in again.status.conditions or [])
+        if (
+            found.status.phase != "Bound"
+            or found.metadata.deletion_timestamp
+            or again.metadata.uid == lost
+            or not ready
+        ):
             return None
         return Path(core.read_persistent_volume(found.spec.volume_name).spec.host_path.path)
 
     drive = wait_for("the pod back on a new, empty volume", new_drive, timeout=HEAL_SECONDS, interval=2)
     # Erasure coding: every object reads back whole, whether or not the drive is healed yet.
-    assert {key: s3.get_object("warehouse", key).read() for key in objects} == objects
+    read = wait_for("every object read back", lambda: read_all(s3, objects), timeout=120, interval=2)
+    assert read == objects
     healed = lambda: all((drive / "warehouse" / key / "xl.meta").exists() for key in objects)  # noqa: E731
     wait_for("MinIO to heal the new drive", healed, timeout=HEAL_SECONDS, interval=2)
     print(f"lost drive healed in {time.monotonic() - lost_at:.1f} s ({len(objects)} objects, none lost)")
