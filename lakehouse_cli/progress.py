@@ -209,8 +209,6 @@ class Progress:
     def _plain(self, line: str) -> None:
         if self.mode == "plain":
             self.out.write(line + "\n")
-            if self.mode != "verbose":  # Ansible's own output showed them
-                self.out.writelines(f"  {note}\n" for note in self.notes)
             self.out.flush()
 
     def _draw(self) -> None:

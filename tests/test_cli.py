@@ -361,6 +361,7 @@ def test_a_report_task_s_message_follows_the_summary_line():
     lines = out.getvalue().splitlines()
     assert lines[-2].startswith("site.yml: done, 2 tasks")
     assert lines[-1] == "  db-1: Backup 20261207T000000Z: restored nessie"
+    assert lines.count(lines[-1]) == 1, lines
 
 
 def test_the_reason_is_the_failure_that_stopped_the_run_not_a_rescued_one():
