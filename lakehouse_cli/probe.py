@@ -21,6 +21,9 @@ import psycopg2
 from lakehouse_cli.contracts import Contract
 
 TIMEOUT = 5.0
+# A readiness URL may answer slowly on a loaded host (Airflow's health asks its database and its
+# scheduler's heartbeat): its answer is awaited longer than a connection.
+HEALTH_TIMEOUT = 20.0
 # The role the status probe logs in as: it need not exist, the server refuses it after TLS either way.
 PROBE_USER = "lakehouse_probe"
 # A libpq password file that cannot exist, so a login without a password stays without one (~/.pgpass).
@@ -166,7 +169,7 @@ def health(contract: Contract) -> tuple[bool, str]:
 
 
 def _http_health(url: str, ca: Path | None) -> tuple[bool, str]:
-    reply = request(url, ca)
+    reply = request(url, ca, timeout=HEALTH_TIMEOUT)
     if reply.status == 200:
         return True, "healthy"
     if reply.status is None:
