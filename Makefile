@@ -22,9 +22,11 @@ verify: setup
 status: setup
 	$(LAKEHOUSE) status -i $(INVENTORY)
 
-## Run every test tier this machine can run.
+## Run every test tier this machine can run: two workers, the metal tiers beside the real node
+## (tests/conftest.py: TIER_GROUPS), in the order pytest.ini lists them.
+TEST_WORKERS ?= 2
 test: setup artifacts
-	.venv/bin/pytest
+	.venv/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 ## Remove the sandbox hosts (the secret store and the artifact cache are kept).
 down: setup

@@ -44,6 +44,27 @@ BUILDS_NEEDED = {
 }
 
 
+# `make test` runs two pytest-xdist workers (--dist loadgroup): each group below runs whole on one
+# worker, so the metal tiers' Docker hosts and the real node run side by side, never two heavy
+# tiers on one worker at once, and a module's fixtures (a control plane, a site) start once.
+TIER_GROUPS = {
+    REPO / "tests" / "test_molecule.py": "metal",
+    REPO / "tests" / "test_end_to_end.py": "metal",
+    REPO / "tests" / "node": "node",
+}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test with its xdist group: its tier's (TIER_GROUPS) or else its module's."""
+    for item in items:
+        path = Path(item.fspath)
+        group = next(
+            (name for tier, name in TIER_GROUPS.items() if path == tier or tier in path.parents),
+            str(path.relative_to(REPO)),
+        )
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_runtest_setup(item):
     """A test waits, once, for the background builds it needs."""
     path = Path(item.fspath)
