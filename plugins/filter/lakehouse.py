@@ -39,6 +39,18 @@ def cluster_aliases(workload: str, endpoint: dict) -> list[str]:
     return [workload, f"{workload}.{namespace}", f"{workload}.{namespace}.svc"]
 
 
+def pod_names(workload: str, endpoint: dict, count: int | None = None) -> list[str]:
+    """The DNS names a StatefulSet gives its pods (<workload>-<i>.<workload>-pods.<namespace>.svc.<domain>,
+    through its headless Service): the first `count`, or without a count the wildcard that names
+    them all (for a certificate); none on metal."""
+    if endpoint["delivery"] != "helm":
+        return []
+    domain = f"{workload}-pods.{endpoint['namespace']}.svc.{endpoint['cluster_domain']}"
+    if count is None:
+        return [f"*.{domain}"]
+    return [f"{workload}-{index}.{domain}" for index in range(int(count))]
+
+
 def trino_password_hash(password: str, salt: str, iterations: int = PBKDF2_ITERATIONS) -> str:
     """A Trino password-file hash, reproducible from a stored salt so a second run changes nothing."""
     salt_bytes = salt.encode()
@@ -190,6 +202,7 @@ class FilterModule:
             "lakehouse_artifact_path": artifact_path,
             "lakehouse_endpoint_name": endpoint_name,
             "lakehouse_cluster_aliases": cluster_aliases,
+            "lakehouse_pod_names": pod_names,
             "lakehouse_trino_password_hash": trino_password_hash,
             "lakehouse_jwt_rs256": jwt_rs256,
             "lakehouse_public_key_der_b64": public_key_der_b64,

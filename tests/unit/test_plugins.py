@@ -447,3 +447,13 @@ def test_a_play_with_an_asynchronous_task_is_told_apart():
     assert strategy.has_async_task(play([{**command, "async": 60, "poll": 0}]))
     assert strategy.has_async_task(play([{"block": [command], "rescue": [{**command, "async": 5}]}]))
     assert not strategy.has_async_task(play([command, {"block": [command]}]))
+
+
+def test_pod_names_are_a_statefulsets_on_a_cluster_and_none_on_metal():
+    cluster = {"delivery": "helm", "namespace": "lake", "cluster_domain": "cluster.local"}
+    assert filter_plugin.pod_names("trino-worker", cluster, "2") == [
+        "trino-worker-0.trino-worker-pods.lake.svc.cluster.local",
+        "trino-worker-1.trino-worker-pods.lake.svc.cluster.local",
+    ]
+    assert filter_plugin.pod_names("minio", cluster) == ["*.minio-pods.lake.svc.cluster.local"]
+    assert filter_plugin.pod_names("minio", {**cluster, "delivery": "systemd"}, 3) == []
