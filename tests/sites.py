@@ -60,6 +60,20 @@ class Site:
         )
         return result.stdout
 
+    def trino(self, sql: str) -> list[tuple]:
+        """One query as the site's admin, through the published query contract, as the lakehouse
+        command's checks run it (inside clients.ca_bundle_env, which the caller holds)."""
+        from lakehouse_cli import clients
+
+        query = next(c for c in self.contracts() if c.service == "query")
+        admin = query.credential("admin")
+        password = contracts.resolve_secret(admin["secret_ref"], Path(self.env["LAKEHOUSE_SECRETS_DIR"]), self.env)
+        connection = clients.trino(query, admin["user"], password)
+        try:
+            return clients.trino_rows(connection, sql)
+        finally:
+            connection.close()
+
 
 def recap(output: str, host: str) -> dict[str, int]:
     """The PLAY RECAP counters of one host."""
@@ -118,17 +132,9 @@ def node_site(
     with `cluster_vars` on top of those every cluster host here gets. The controller finds the
     cluster's Services in /etc/hosts (lakehouse_k8s_hosts_file).
     """
-    import os
-    import shutil
-
     import yaml
 
-    inventory = root / "inventory"
-    shutil.copytree(REPO / "inventories" / "sandbox" / "group_vars", inventory / "group_vars")
-    main = inventory / "group_vars" / "all" / "main.yml"
-    main.write_text(main.read_text().replace("lakehouse_site: sandbox", f"lakehouse_site: {site}"))
-    with main.open("a") as extra:
-        extra.write(f"sandbox_network: lakehouse-{site}\n")
+    inventory = sandbox_inventory(root, site)
     # In group_vars/, since the copied group_vars/all would win over variables in hosts.yml.
     cluster_vars = {
         "ansible_connection": "local",
@@ -158,14 +164,48 @@ def node_site(
     # One volume per stateful pod: MinIO, PostgreSQL, Prometheus, the Trino coordinator and two
     # workers; spares for a site that places more.
     node.volumes(8, VOLUME_SIZE, prefix=site)
-    env = {
+    return Site(inventory, site_env(root, node.env), sorted(every), site)
+
+
+def metal_site(root: Path, site: str, groups: dict[str, list[str]]) -> Site:
+    """A site of sandbox containers (systemd test hosts that `lakehouse up` creates with
+    playbooks/sandbox.yml) from the sandbox's variables; `groups` maps each service group to its
+    hosts. `lakehouse down` removes them."""
+    import yaml
+
+    inventory = sandbox_inventory(root, site)
+    every = sorted({host for hosts in groups.values() for host in hosts})
+    children = {group: {"hosts": dict.fromkeys(hosts)} for group, hosts in {**groups, "sandbox": every}.items()}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": children}}))
+    return Site(inventory, site_env(root), every, site)
+
+
+def sandbox_inventory(root: Path, site: str) -> Path:
+    """root/inventory with the sandbox's group variables, renamed to `site` on a network of its own
+    (hosts.yml is the caller's)."""
+    import shutil
+
+    inventory = root / "inventory"
+    shutil.copytree(REPO / "inventories" / "sandbox" / "group_vars", inventory / "group_vars")
+    main = inventory / "group_vars" / "all" / "main.yml"
+    main.write_text(main.read_text().replace("lakehouse_site: sandbox", f"lakehouse_site: {site}"))
+    with main.open("a") as extra:
+        extra.write(f"sandbox_network: lakehouse-{site}\n")
+    return inventory
+
+
+def site_env(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a site under test: its secret store and state directory under root,
+    none of the caller's secrets."""
+    import os
+
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_SECRET_")},
-        **node.env,
+        **(extra or {}),
         "LAKEHOUSE_SECRETS_DIR": str(root / "secrets"),
         "LAKEHOUSE_STATE_DIR": str(root / "state"),
         "ANSIBLE_NOCOLOR": "1",
     }
-    return Site(inventory, env, sorted(every), site)
 
 
 def forget_cluster_names(site: str, hosts_file: Path = Path("/etc/hosts")) -> None:

@@ -171,19 +171,6 @@ def query_contract(site) -> contracts.Contract:
     return next(c for c in site.contracts() if c.service == "query")
 
 
-def trino_query(site, sql: str) -> list:
-    """One query through the published query contract, as the lakehouse command's checks run it
-    (inside clients.ca_bundle_env, which the caller holds for every thread)."""
-    query = query_contract(site)
-    admin = query.credential("admin")
-    password = contracts.resolve_secret(admin["secret_ref"], Path(site.env["LAKEHOUSE_SECRETS_DIR"]), site.env)
-    connection = clients.trino(query, admin["user"], password)
-    try:
-        return clients.trino_rows(connection, sql)
-    finally:
-        connection.close()
-
-
 # A million rows, spread over the workers (sequence() makes at most 10,000 at a time).
 LOOP_QUERY = "SELECT count(*) FROM UNNEST(sequence(1, 10000)) AS a (x) CROSS JOIN UNNEST(sequence(1, 100)) AS b (y)"
 
@@ -199,13 +186,13 @@ def test_a_deleted_worker_pod_drains_and_no_query_fails(up, site, node_api):
         deadline = time.monotonic() + 300
         while not stop.is_set() and time.monotonic() < deadline:
             try:
-                answered.append(trino_query(site, LOOP_QUERY))
+                answered.append(site.trino(LOOP_QUERY))
             except Exception as err:  # noqa: BLE001 (every failure counts)
                 failures.append(repr(err))
 
     def replaced() -> bool:
         pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
-        return worker.metadata.uid not in {p.metadata.uid for p in pods} and trino_query(site, active_workers) == [(2,)]
+        return worker.metadata.uid not in {p.metadata.uid for p in pods} and site.trino(active_workers) == [(2,)]
 
     with clients.ca_bundle_env([query_contract(site).ca]):
         thread = threading.Thread(target=loop)
@@ -249,10 +236,10 @@ def test_the_catalog_database_is_backed_up_by_its_cronjob_and_restored_when_its_
     batch, core = client.BatchV1Api(node_api), client.CoreV1Api(node_api)
     content = "SELECT count(*), checksum(id), checksum(name) FROM lakehouse.restore_check.orders"
     with clients.ca_bundle_env([query_contract(site).ca]):
-        trino_query(site, "CREATE SCHEMA IF NOT EXISTS lakehouse.restore_check")
-        trino_query(site, "CREATE TABLE lakehouse.restore_check.orders AS SELECT x AS id,"
+        site.trino("CREATE SCHEMA IF NOT EXISTS lakehouse.restore_check")
+        site.trino("CREATE TABLE lakehouse.restore_check.orders AS SELECT x AS id,"
                           " format('order %d', x * 7) AS name FROM UNNEST(sequence(1, 1000)) AS t(x)")  # fmt: skip
-        before = trino_query(site, content)
+        before = site.trino(content)
     cron = batch.read_namespaced_cron_job("postgresql-backup", NAMESPACE)
     assert (cron.spec.schedule, cron.spec.time_zone, cron.spec.concurrency_policy) == ("@daily", "Etc/UTC", "Forbid")
     batch.create_namespaced_job(
@@ -279,7 +266,7 @@ def test_the_catalog_database_is_backed_up_by_its_cronjob_and_restored_when_its_
     def read_back():
         # The catalog's pod, unchanged, reconnects to the new database on its own.
         try:
-            return trino_query(site, content)
+            return site.trino(content)
         except Exception:  # noqa: BLE001 (until the catalog answers again; bounded below)
             return None
 
