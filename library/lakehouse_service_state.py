@@ -124,6 +124,7 @@ import pwd
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lakehouse_files import sha256_recorded
 from ansible.module_utils.lakehouse_probe import PROBE_OPTIONS, probe_answers
+from ansible.module_utils.lakehouse_systemd import show_units
 
 
 def packages_missing(module: AnsibleModule, names: list[str]) -> list[str]:
@@ -152,20 +153,17 @@ def user_matches(wanted: dict | None) -> bool:
 
 
 def unit_states(module: AnsibleModule, units: list[str]) -> dict[str, dict]:
-    if not units:
-        return {}
-    rc, out, err = module.run_command(["systemctl", "show", "-p", "Id,LoadState,UnitFileState,ActiveState", *units])
-    if rc != 0:
-        module.fail_json(msg=f"systemctl show failed: {err.strip()}", rc=rc)
-    states = {}
-    for unit, block in zip(units, out.strip().split("\n\n"), strict=False):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        states[unit] = {
+    shown, error = show_units(module, units, ["LoadState", "UnitFileState", "ActiveState"])
+    if error:
+        module.fail_json(msg=f"systemctl show failed: {error}")
+    return {
+        unit: {
             "loaded": props.get("LoadState") == "loaded",
             "enabled": props.get("UnitFileState") == "enabled",
             "active": props.get("ActiveState") == "active",
         }
-    return states
+        for unit, props in shown.items()
+    }
 
 
 def unit_files(patterns: list[str], directory: str = "/etc/systemd/system") -> list[str]:

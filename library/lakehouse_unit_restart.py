@@ -81,6 +81,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lakehouse_probe import PROBE_OPTIONS, probe_answers
+from ansible.module_utils.lakehouse_systemd import show_units
 
 CRASHES = 2  # exits of a unit's process, while waited on, that fail the wait at once
 
@@ -88,11 +89,12 @@ CRASHES = 2  # exits of a unit's process, while waited on, that fail the wait at
 def restarts(module: AnsibleModule, units: list[str]) -> dict[str, int | None]:
     """Each unit's count of automatic restarts (systemd's NRestarts); None once systemd gave up
     restarting it (its start limit reached)."""
+    # Where systemd cannot be asked, nothing is counted; the restart itself then says why.
+    shown, _ = show_units(module, units, ["ActiveState", "NRestarts"])
     counts = {}
     for unit in units:
-        _, out, _ = module.run_command(["systemctl", "show", "--property=ActiveState,NRestarts", unit])
-        shown = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        counts[unit] = None if shown.get("ActiveState") == "failed" else int(shown.get("NRestarts") or 0)
+        props = shown.get(unit, {})
+        counts[unit] = None if props.get("ActiveState") == "failed" else int(props.get("NRestarts") or 0)
     return counts
 
 

@@ -8,6 +8,7 @@ import http.server
 import os
 import socket
 import stat
+import subprocess
 import threading
 from pathlib import Path
 
@@ -161,3 +162,28 @@ def test_unit_files_matching_a_service_s_patterns_are_listed(tmp_path):
     found = state.unit_files(["lakehouse-postgresql-*.timer"], str(tmp_path))
     assert found == ["lakehouse-postgresql-backup.timer", "lakehouse-postgresql-old.timer"]
     assert state.unit_files([], str(tmp_path)) == []
+
+
+def test_restart_counts_of_every_unit_come_from_one_systemctl_call(tmp_path, monkeypatch):
+    from conftest import load_source
+
+    restart = load_source("library/lakehouse_unit_restart.py")
+    calls = tmp_path / "calls"
+    script = tmp_path / "bin" / "systemctl"
+    script.parent.mkdir()
+    script.write_text(
+        f'#!/bin/sh\necho "$*" >> {calls}\n'
+        "printf 'ActiveState=activating\\nNRestarts=3\\n\\nActiveState=failed\\nNRestarts=5\\n'\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+
+    class Module:  # what restarts() asks of an AnsibleModule
+        @staticmethod
+        def run_command(args):
+            done = subprocess.run(args, capture_output=True, text=True, check=False)
+            return done.returncode, done.stdout, done.stderr
+
+    # The second unit failed for good: no count, so the wait fails at once.
+    assert restart.restarts(Module, ["a.service", "b.service"]) == {"a.service": 3, "b.service": None}
+    assert calls.read_text().splitlines() == ["show -p ActiveState,NRestarts a.service b.service"]
