@@ -26,7 +26,7 @@ status: setup
 ## (tests/conftest.py: TIER_GROUPS), in the order pytest.ini lists them.
 TEST_WORKERS ?= 2
 test: setup artifacts
-	.venv/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	.venv/bin/pytest -n $(TEST_WORKERS) --no-loadscope-reorder
 
 ## Remove the sandbox hosts (the secret store and the artifact cache are kept).
 down: setup

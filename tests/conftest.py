@@ -44,25 +44,36 @@ BUILDS_NEEDED = {
 }
 
 
-# `make test` runs two pytest-xdist workers (--dist loadgroup): each group below runs whole on one
-# worker, so the metal tiers' Docker hosts and the real node run side by side, never two heavy
-# tiers on one worker at once, and a module's fixtures (a control plane, a site) start once.
-TIER_GROUPS = {
-    REPO / "tests" / "test_molecule.py": "metal",
-    REPO / "tests" / "test_end_to_end.py": "metal",
-    REPO / "tests" / "node": "node",
-}
+# `make test` runs two pytest-xdist workers. Each group below runs whole on one worker, every other
+# module as a group of its own (its fixtures, a control plane or a site, start once); the two
+# longest groups go first, one to each worker, and the rest fill in around them.
+TIER_GROUPS = {"tests/test_molecule.py": "metal", "tests/test_end_to_end.py": "metal", "tests/node/": "node"}
+LONGEST_FIRST = ("metal", "node")
 
 
-def pytest_collection_modifyitems(items):
-    """Mark every test with its xdist group: its tier's (TIER_GROUPS) or else its module's."""
-    for item in items:
-        path = Path(item.fspath)
-        group = next(
-            (name for tier, name in TIER_GROUPS.items() if path == tier or tier in path.parents),
-            str(path.relative_to(REPO)),
-        )
-        item.add_marker(pytest.mark.xdist_group(group))
+def tier_group(nodeid: str) -> str:
+    """The group a test runs in: its tier's (TIER_GROUPS), else its module's path."""
+    module = nodeid.split("::")[0]
+    return next((group for prefix, group in TIER_GROUPS.items() if module.startswith(prefix)), module)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's scope scheduling, with our groups as its scopes (one scope is never split)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TierScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return tier_group(nodeid)
+
+    return TierScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a worker, the longest groups first (a stable sort: pytest.ini's order otherwise); the
+    scheduler hands out groups in this order (make test: --no-loadscope-reorder)."""
+    if hasattr(config, "workerinput"):
+        rank = {group: position for position, group in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(tier_group(item.nodeid), len(rank)))
 
 
 def pytest_runtest_setup(item):
