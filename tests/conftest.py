@@ -44,11 +44,13 @@ BUILDS_NEEDED = {
 }
 
 
-# `make test` runs two pytest-xdist workers. Each group below runs whole on one worker, every other
-# module as a group of its own (its fixtures, a control plane or a site, start once); the two
-# longest groups go first, one to each worker, and the rest fill in around them.
-TIER_GROUPS = {"tests/test_molecule.py": "metal", "tests/test_end_to_end.py": "metal", "tests/node/": "node"}
-LONGEST_FIRST = ("metal", "node")
+# `make test` runs two pytest-xdist workers. The real tiers that start many services (Molecule's
+# hosts, the end-to-end site, the real node) run one after another on one worker: side by side on
+# two cores, their JVMs starve each other past their timeouts. Every other module, each a group of
+# its own (its fixtures, a control plane or a site, start once), runs on the other worker meanwhile,
+# the longest first: the upgrade's one-host site while Molecule creates and converges its hosts.
+TIER_GROUPS = {"tests/test_molecule.py": "real", "tests/test_end_to_end.py": "real", "tests/node/": "real"}
+LONGEST_FIRST = ("real", "tests/test_upgrade.py")
 
 
 def tier_group(nodeid: str) -> str:

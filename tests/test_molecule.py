@@ -31,23 +31,22 @@ def test_scenario(scenario, tmp_path):
     image_file = CACHE / "testhost-image"
     assert image_file.exists(), "no test host image; run scripts/setup.sh"
     log = tmp_path / f"molecule-{scenario}.log"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "LAKEHOUSE_TESTHOST_IMAGE": image_file.read_text().strip(),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "NO_COLOR": "1",
+    }
     with log.open("w") as out:
-        result = subprocess.run(
-            [str(BIN / "molecule"), "test", "-s", scenario],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=1800,
-            check=False,
-            env={
-                **os.environ,
-                "PATH": f"{BIN}:{os.environ['PATH']}",
-                "LAKEHOUSE_TESTHOST_IMAGE": image_file.read_text().strip(),
-                "ANSIBLE_NOCOLOR": "1",
-                "ANSIBLE_FORCE_COLOR": "0",
-                "NO_COLOR": "1",
-            },
-        )
+        run = dict(cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=False, env=env)
+        try:
+            result = subprocess.run([str(BIN / "molecule"), "test", "-s", scenario], timeout=1800, **run)
+        except subprocess.TimeoutExpired:
+            # Killed mid-sequence, Molecule never reached its destroy step: its hosts would run on.
+            subprocess.run([str(BIN / "molecule"), "destroy", "-s", scenario], timeout=300, **run)
+            raise
     text = log.read_text(errors="replace")
     assert result.returncode == 0, f"molecule test -s {scenario} failed; last lines:\n" + "\n".join(
         text.splitlines()[-80:]
