@@ -22,8 +22,8 @@ verify: setup
 status: setup
 	$(LAKEHOUSE) status -i $(INVENTORY)
 
-## Run every test tier this machine can run: two workers, the metal tiers beside the real node
-## (tests/conftest.py: TIER_GROUPS), in the order pytest.ini lists them.
+## Run every test tier this machine can run: on two workers, the real tiers (Molecule, end to end,
+## the real node) one after another on one, every other tier beside them (tests/conftest.py).
 TEST_WORKERS ?= 2
 test: setup artifacts
 	.venv/bin/pytest -n $(TEST_WORKERS) --no-loadscope-reorder
