@@ -62,13 +62,15 @@ def up(site, *extra: str) -> str:
 
 
 def running_versions() -> dict[str, str]:
-    """Each upgraded artifact's version as its service's running process has it open: the
-    versioned path (<root>/<artifact>/<version>/...) behind a file descriptor of the main process."""
+    """Each upgraded artifact's version as its service's running processes have it open: the
+    versioned path (<root>/<artifact>/<version>/...) behind a file descriptor of a process of the
+    unit (Trino's launcher starts the JVM as its child)."""
     versions = {}
     for artifact, service in RUNS.items():
         script = (
-            f"pid=$(systemctl show -P MainPID lakehouse-{service}.service) && "
-            f"find /proc/$pid/fd -lname '*/{artifact}/*' -printf '%l\\n' | head -1"
+            f"cgroup=/sys/fs/cgroup$(systemctl show -P ControlGroup lakehouse-{service}.service) && "
+            "for pid in $(cat $cgroup/cgroup.procs); do "
+            f"find /proc/$pid/fd -lname '*/{artifact}/*' -printf '%l\\n'; done | head -1"
         )
         opened = subprocess.run(
             ["docker", "exec", HOST, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=True
