@@ -13,6 +13,7 @@ new versions, and verify passes on them.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -33,8 +34,16 @@ GROUPS = {
 }
 CURRENT = yaml.safe_load((REPO / "roles/lakehouse/defaults/main/artifacts.yml").read_text())["lakehouse_artifacts"]
 PREVIOUS = yaml.safe_load((REPO / "tests/upgrade_from.yml").read_text())
-# The service whose process runs each upgraded artifact (its unit, lakehouse-<service>.service).
-RUNS = {"trino_server": "trino", "nessie_server": "nessie"}
+# Where each upgraded service shows the version it runs: the versioned directory on Trino's JVM
+# class path; Nessie's start lines in its journal.
+SHOWN_VERSION = {
+    "trino_server": (
+        "tr '\\0' ' ' < /proc/$(systemctl show -P MainPID lakehouse-trino.service)/cmdline",
+        r"/trino_server/([^/]+)/",
+    ),
+    "nessie_server": ("journalctl -u lakehouse-nessie.service -o cat --no-pager", r"Nessie (\S+) on JVM"),
+}
+RUNS = tuple(SHOWN_VERSION)
 
 pytestmark = pytest.mark.molecule  # same tier: Docker and the test host image
 
@@ -62,21 +71,16 @@ def up(site, *extra: str) -> str:
 
 
 def running_versions() -> dict[str, str]:
-    """Each upgraded artifact's version as its service's running processes have it open: the
-    versioned path (<root>/<artifact>/<version>/...) behind a file descriptor of a process of the
-    unit (Trino's launcher starts the JVM as its child)."""
+    """The version each upgraded service runs, as the running service shows it (a hardened unit's
+    /proc/<pid>/fd is closed even to root)."""
     versions = {}
-    for artifact, service in RUNS.items():
-        script = (
-            f"cgroup=/sys/fs/cgroup$(systemctl show -P ControlGroup lakehouse-{service}.service) && "
-            "for pid in $(cat $cgroup/cgroup.procs); do "
-            f"find /proc/$pid/fd -lname '*/{artifact}/*' -printf '%l\\n'; done | head -1"
-        )
-        opened = subprocess.run(
+    for artifact, (script, pattern) in SHOWN_VERSION.items():
+        shown = subprocess.run(
             ["docker", "exec", HOST, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=True
-        ).stdout.strip()
-        assert opened, f"lakehouse-{service}.service has no file of {artifact} open"
-        versions[artifact] = opened.split(f"/{artifact}/")[1].split("/")[0]
+        ).stdout
+        found = re.findall(pattern, shown)
+        assert found, f"no running version of {artifact} in {shown[-2000:]!r}"
+        versions[artifact] = found[-1]  # the latest start's
     return versions
 
 
