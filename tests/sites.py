@@ -60,12 +60,16 @@ class Site:
         )
         return result.stdout
 
+    def query_contract(self) -> contracts.Contract:
+        """The published query contract (its CA is what clients.ca_bundle_env needs for trino())."""
+        return next(c for c in self.contracts() if c.service == "query")
+
     def trino(self, sql: str) -> list[tuple]:
         """One query as the site's admin, through the published query contract, as the lakehouse
         command's checks run it (inside clients.ca_bundle_env, which the caller holds)."""
         from lakehouse_cli import clients
 
-        query = next(c for c in self.contracts() if c.service == "query")
+        query = self.query_contract()
         admin = query.credential("admin")
         password = contracts.resolve_secret(admin["secret_ref"], Path(self.env["LAKEHOUSE_SECRETS_DIR"]), self.env)
         connection = clients.trino(query, admin["user"], password)

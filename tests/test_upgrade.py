@@ -108,8 +108,7 @@ def written(site, previous_pins) -> dict[str, tuple]:
     assert running_versions() == {name: str(PREVIOUS[name]["version"]) for name in RUNS}
     # pyiceberg writes and Trino reads, then the other way round, on the previous versions.
     assert round_trip(site.verify()) == ROUND_TRIP
-    query = next(c for c in site.contracts() if c.service == "query")
-    with clients.ca_bundle_env([query.ca]):
+    with clients.ca_bundle_env([site.query_contract().ca]):
         site.trino("CREATE SCHEMA IF NOT EXISTS lakehouse.upgrade_check")
         site.trino(
             "CREATE TABLE lakehouse.upgrade_check.orders WITH (partitioning = ARRAY['month(ordered)']) AS "
@@ -132,8 +131,7 @@ def test_an_upgrade_to_the_current_pins_keeps_every_table_with_identical_content
     up(site)
     seconds = time.monotonic() - began
     assert running_versions() == {name: str(CURRENT[name]["version"]) for name in RUNS}
-    query = next(c for c in site.contracts() if c.service == "query")
-    with clients.ca_bundle_env([query.ca]):
+    with clients.ca_bundle_env([site.query_contract().ca]):
         after = contents(site)
     print(f"upgrade of {', '.join(RUNS)} to the current pins: {seconds:.0f} s (the whole `up`); {after}")
     assert after == written

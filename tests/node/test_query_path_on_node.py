@@ -50,7 +50,7 @@ from sites import (
     scraped,
 )
 
-from lakehouse_cli import clients, contracts
+from lakehouse_cli import clients
 
 pytestmark = pytest.mark.node
 
@@ -167,10 +167,6 @@ def test_check_diff_of_a_changed_value_shows_it_and_changes_nothing(up, site, no
     assert helm_revisions(node.env, NAMESPACE) == before
 
 
-def query_contract(site) -> contracts.Contract:
-    return next(c for c in site.contracts() if c.service == "query")
-
-
 # A million rows, spread over the workers (sequence() makes at most 10,000 at a time).
 LOOP_QUERY = "SELECT count(*) FROM UNNEST(sequence(1, 10000)) AS a (x) CROSS JOIN UNNEST(sequence(1, 100)) AS b (y)"
 
@@ -194,7 +190,7 @@ def test_a_deleted_worker_pod_drains_and_no_query_fails(up, site, node_api):
         pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
         return worker.metadata.uid not in {p.metadata.uid for p in pods} and site.trino(active_workers) == [(2,)]
 
-    with clients.ca_bundle_env([query_contract(site).ca]):
+    with clients.ca_bundle_env([site.query_contract().ca]):
         thread = threading.Thread(target=loop)
         thread.start()
         try:
@@ -235,7 +231,7 @@ def test_the_catalog_database_is_backed_up_by_its_cronjob_and_restored_when_its_
     # it anew and restores it in a Job made from the CronJob's pod: the table reads as before.
     batch, core = client.BatchV1Api(node_api), client.CoreV1Api(node_api)
     content = "SELECT count(*), checksum(id), checksum(name) FROM lakehouse.restore_check.orders"
-    with clients.ca_bundle_env([query_contract(site).ca]):
+    with clients.ca_bundle_env([site.query_contract().ca]):
         site.trino("CREATE SCHEMA IF NOT EXISTS lakehouse.restore_check")
         site.trino("CREATE TABLE lakehouse.restore_check.orders AS SELECT x AS id,"
                           " format('order %d', x * 7) AS name FROM UNNEST(sequence(1, 1000)) AS t(x)")  # fmt: skip
@@ -270,7 +266,7 @@ def test_the_catalog_database_is_backed_up_by_its_cronjob_and_restored_when_its_
         except Exception:  # noqa: BLE001 (until the catalog answers again; bounded below)
             return None
 
-    with clients.ca_bundle_env([query_contract(site).ca]):
+    with clients.ca_bundle_env([site.query_contract().ca]):
         after = wait_for("the table read through the catalog again", read_back, timeout=300, interval=5)
     print(f"catalog database restored on the cluster in {seconds:.0f} s (the whole `up`): {after[0][0]} rows")
     assert after == before
